@@ -1,0 +1,19 @@
+"""NumPy: the host backend. Every array lives in main memory on the one device ``"cpu"``."""
+
+import numpy as np
+
+from . import Backend, register
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    module = "numpy"
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def from_host(self, host, device, dtype=None):
+        return np.asarray(host, dtype=dtype)
+
+
+register(NumpyBackend())

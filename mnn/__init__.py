@@ -1,0 +1,30 @@
+"""mnn: Manual Neural Networks.
+
+Every layer's forward and backward pass is derived by hand (the math is in each
+layer's docstring) and written once against the Python array API standard, so the
+same code runs on NumPy, PyTorch, CuPy, JAX and array-api-strict arrays.
+"""
+
+from mnn import backends
+from mnn.base import BaseLayer
+from mnn.errors import (
+    BackwardBeforeForwardError,
+    CheckpointError,
+    DTypeError,
+    LabelError,
+    MnnError,
+    PlacementError,
+    ShapeError,
+)
+from mnn.initializers import manual_seed
+from mnn.layers import *  # noqa: F403
+from mnn.layers import __all__ as _layers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "backends", "BaseLayer", "manual_seed",
+    "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
+    "BackwardBeforeForwardError", "CheckpointError",
+    *_layers,
+]

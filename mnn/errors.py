@@ -1,0 +1,43 @@
+"""The exceptions mnn raises. Each message names the layer, what was expected and what arrived.
+
+Every class also derives from the built-in exception a Python user would expect
+(``ValueError``, ``TypeError``, ``RuntimeError``), so ``except ValueError`` still works.
+"""
+
+
+class MnnError(Exception):
+    """Base class of every error mnn raises on purpose."""
+
+
+class ShapeError(MnnError, ValueError):
+    """An array has the wrong shape or rank for the layer."""
+
+
+class DTypeError(MnnError, TypeError):
+    """An array has the wrong data type (integers where floats are needed, or the reverse)."""
+
+
+class LabelError(MnnError, ValueError):
+    """Class labels are out of range or not of shape ``(batch,)``."""
+
+
+class PlacementError(MnnError, ValueError):
+    """Arrays from another namespace, device or dtype than the layer's parameters."""
+
+
+class BackwardBeforeForwardError(MnnError, RuntimeError):
+    """``backward`` was called before any ``forward``."""
+
+
+class CheckpointError(MnnError, ValueError):
+    """A checkpoint or state dict does not fit the model."""
+
+
+def describe(array) -> str:
+    """A short description of what arrived: type, dtype, shape, device."""
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+        return f"an object of type {type(array).__name__}"
+    from array_api_compat import device
+
+    return (f"{type(array).__module__.partition('.')[0]} array of dtype {array.dtype}, "
+            f"shape {tuple(array.shape)}, on device {device(array)}")

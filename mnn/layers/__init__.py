@@ -1,0 +1,6 @@
+"""The layers, one per file. Each file holds the math (docstring), forward and backward."""
+
+from mnn.layers.linear import LinearLayer
+from mnn.layers.relu import ReluLayer
+
+__all__ = ["LinearLayer", "ReluLayer"]

@@ -1,0 +1,45 @@
+r"""Rectified linear unit."""
+
+from mnn.base import BaseLayer
+
+
+class ReluLayer(BaseLayer):
+    r"""Elementwise :math:`y = \max(x, 0)`.
+
+    Forward
+    -------
+    .. math::
+        y_i = \max(x_i, 0)  \qquad (1)
+
+    Jacobian
+    --------
+    Each output depends on its own input only, so the Jacobian is diagonal:
+
+    .. math::
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij}\, [x_i > 0],
+
+    where :math:`[\cdot]` is 1 when the condition holds and 0 otherwise (at
+    :math:`x_i = 0` we take the subgradient 0, as PyTorch does).
+
+    Vector-Jacobian product
+    -----------------------
+    .. math::
+        \frac{\partial \ell}{\partial x_j} = \sum_i g_i\, \delta_{ij} [x_i > 0]
+            = g_j\, [x_j > 0]  \qquad (2)
+
+    A mask instead of an :math:`n \times n` diagonal matrix.
+    """
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, inputs, feedbacks=None):
+        xp = self.adopt(inputs)
+        active = inputs > 0
+        self.save_for_backward(active)
+        return xp.where(active, inputs, 0.0)  # Eq. (1)
+
+    def backward(self, gradients):
+        (active,) = self.saved_for_backward()
+        xp = self.adopt(gradients, "gradients")
+        return xp.where(active, gradients, 0.0)  # Eq. (2)
