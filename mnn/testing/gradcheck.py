@@ -1,0 +1,265 @@
+r"""Finite-difference gradient checking for any layer that keeps the mnn contract.
+
+``gradcheck(layer, inputs, feedbacks)`` compares what ``layer.backward`` returns
+(and accumulates into ``layer.grads``) with central differences of ``layer.forward``:
+
+.. math::
+    \frac{\partial f}{\partial x_j} \approx \frac{f(x + \varepsilon e_j) - f(x - \varepsilon e_j)}{2\varepsilon},
+
+whose truncation error is :math:`O(\varepsilon^2)` and rounding error
+:math:`O(u / \varepsilon)` for unit roundoff :math:`u`; hence the per-dtype
+:math:`\varepsilon` below.
+
+Two comparisons, chosen per variable (each floating input and each parameter):
+
+* **Full Jacobian**, when the variable and the output both have at most
+  ``full_jacobian_max`` entries: every column :math:`J e_j` by central
+  differences, every row :math:`e_k^\top J` by ``backward`` with a unit cotangent,
+  compared entry by entry, so a failure names the exact output and input index.
+* **Random projections** otherwise: for random :math:`u` and :math:`w`,
+  :math:`\langle u, J^\top w\rangle = \langle J u, w\rangle`, where the left side
+  comes from one ``backward`` and the right from one directional difference.
+
+An entry passes when :math:`|a - n| \le \text{atol} + \text{rtol}\,|n|`.
+Tolerances and steps per dtype (close to ``torch.autograd.gradcheck``, whose
+float64 defaults are the same, and to JAX's ``check_grads``):
+
+=============== ========= ======== ========
+dtype           eps       atol     rtol
+=============== ========= ======== ========
+float64         1e-6      1e-5     1e-3
+float32         1e-3      1e-2     1e-2
+float16/bf16    1e-2      1e-1     1e-1
+=============== ========= ======== ========
+
+Anything but float64 gets a ``GradcheckPrecisionWarning``: in lower precision
+the differences themselves are noisy and a wrong gradient can pass.
+
+It also checks that ``backward`` run twice returns the same input gradient and
+accumulates the same parameter gradients again, and that neither ``forward``
+nor ``backward`` writes into its inputs or the cotangent.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import array_api_compat
+import numpy as np
+
+from mnn import backends
+from mnn.base import dtype_name
+
+TOLERANCES = {  # dtype name -> (eps, atol, rtol); see the table in the module docstring
+    "float64": (1e-6, 1e-5, 1e-3),
+    "float32": (1e-3, 1e-2, 1e-2),
+    "float16": (1e-2, 1e-1, 1e-1),
+    "bfloat16": (1e-2, 1e-1, 1e-1),
+}
+
+
+class GradcheckError(AssertionError):
+    """A gradient disagrees with finite differences; the message says where and by how much."""
+
+
+class GradcheckPrecisionWarning(UserWarning):
+    """gradcheck was run in a dtype less precise than float64."""
+
+
+@dataclass
+class _Variable:
+    """One thing to differentiate with respect to: an input or a parameter."""
+
+    label: str  # "inputs", "inputs[1]" or "parameter 'w'"
+    get: object  # () -> the current array
+    set: object  # (array) -> None
+    pick: object  # (input_gradients, parameter_gradients) -> this variable's gradient
+
+
+def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
+              full_jacobian_max: int = 256, projections: int = 3, seed: int = 0) -> bool:
+    """Check ``layer``'s backward pass against central finite differences.
+
+    ``inputs`` is an array or a tuple of arrays (for layers such as
+    ``MatrixProduct`` that take several); ``feedbacks`` the targets of a loss
+    layer. Returns True, or raises ``GradcheckError`` naming the layer, the
+    variable, the backend, device and dtype, the worst index, the analytic and
+    numeric values and the tolerance.
+    """
+    several = isinstance(inputs, (tuple, list))
+    inputs = list(inputs) if several else [inputs]
+    floating = [i for i, x in enumerate(inputs) if _is_floating(x)]
+    if not floating:
+        raise TypeError(f"gradcheck: {layer.name} got no floating-point inputs to check")
+    reference = inputs[floating[0]]
+    backend = backends.for_array(reference)
+    device = array_api_compat.device(reference)
+    dtype = dtype_name(reference.dtype)
+    default_eps, default_atol, default_rtol = TOLERANCES.get(dtype, TOLERANCES["float32"])
+    eps = default_eps if eps is None else eps
+    atol = default_atol if atol is None else atol
+    rtol = default_rtol if rtol is None else rtol
+    if dtype != "float64":
+        warnings.warn(f"gradcheck of {layer.name} in {dtype}: finite differences are noisy below "
+                      f"float64 and may pass a wrong gradient", GradcheckPrecisionWarning,
+                      stacklevel=2)
+    where = f"{layer.name} on {backend.name}, device {backend.device_name(device)}, {dtype}"
+    rng = np.random.default_rng(seed)
+
+    def place(host, like):
+        return backend.from_host(host, array_api_compat.device(like), like.dtype)
+
+    def call():
+        return layer.forward(tuple(inputs) if several else inputs[0], feedbacks)
+
+    def output_host():
+        return backend.to_host(call()).astype(np.float64)
+
+    out = call()
+    is_loss = getattr(layer, "is_loss", False)
+    out_shape = tuple(out.shape)
+    cotangent_host = None if is_loss else rng.standard_normal(out_shape)
+
+    def analytic(cotangent_host):
+        """Input gradients and parameter gradients of one backward, as host float64 arrays."""
+        layer.zero_grads()
+        call()
+        if is_loss:
+            returned = layer.backward()
+        else:
+            returned = layer.backward(place(cotangent_host, out))
+        returned = list(returned) if several else [returned]
+        grads = {name: backend.to_host(owner.grads[key]).astype(np.float64)
+                 for name, owner, key in layer.parameters()}
+        return [None if g is None else backend.to_host(g).astype(np.float64)
+                for g in returned], grads
+
+    variables = []
+    for i in floating:
+        label = f"inputs[{i}]" if several else "inputs"
+        variables.append(_Variable(label, lambda i=i: inputs[i],
+                                   lambda v, i=i: inputs.__setitem__(i, v),
+                                   lambda returned, grads, i=i: returned[i]))
+    for name, owner, key in layer.parameters():
+        variables.append(_Variable(f"parameter {name!r}", lambda o=owner, k=key: o.params[k],
+                                   lambda v, o=owner, k=key: o.params.__setitem__(k, v),
+                                   lambda returned, grads, n=name: grads[n]))
+
+    _check_no_writes(layer, inputs, floating, backend, cotangent_host, analytic, where)
+    _check_repeatable(layer, inputs, floating, several, is_loss, backend, cotangent_host, out,
+                      place, call, where, atol, rtol)
+
+    def numeric_direction(var, direction):
+        """(f(v + eps d) - f(v - eps d)) / (2 eps), a host float64 array of the output's shape."""
+        original = var.get()
+        host = backend.to_host(original).astype(np.float64)
+        try:
+            var.set(place(host + eps * direction, original))
+            plus = output_host()
+            var.set(place(host - eps * direction, original))
+            minus = output_host()
+        finally:
+            var.set(original)
+        return (plus - minus) / (2 * eps)
+
+    def analytic_for(var, cotangent):
+        return var.pick(*analytic(cotangent))
+
+    n_out = int(np.prod(out_shape, dtype=np.int64))
+    for var in variables:
+        shape = tuple(var.get().shape)
+        n_in = int(np.prod(shape, dtype=np.int64))
+        if n_in == 0:
+            continue
+        if n_in <= full_jacobian_max and n_out <= full_jacobian_max:
+            numeric = np.empty((n_out, n_in))
+            for j in range(n_in):
+                direction = np.zeros(n_in)
+                direction[j] = 1.0
+                numeric[:, j] = numeric_direction(var, direction.reshape(shape)).reshape(-1)
+            exact = np.empty((n_out, n_in))
+            for k in range(n_out):
+                unit = np.zeros(n_out)
+                unit[k] = 1.0
+                exact[k, :] = analytic_for(var, unit.reshape(out_shape)).reshape(-1)
+            _compare(exact, numeric, atol, rtol, where, var.label,
+                     lambda k, j, s=shape: f"output index {_unravel(k, out_shape)}, "
+                                           f"{_what(var)} index {_unravel(j, s)}")
+        else:
+            for r in range(projections):
+                u = rng.standard_normal(shape)
+                w = np.ones(out_shape) if is_loss else rng.standard_normal(out_shape)
+                numeric = float(np.sum(numeric_direction(var, u) * w))
+                exact = float(np.sum(u * analytic_for(var, w)))
+                _compare(np.array([[exact]]), np.array([[numeric]]), atol, rtol, where, var.label,
+                         lambda k, j, r=r: f"random projection {r} (<u, J^T w> against <J u, w>)")
+    layer.zero_grads()
+    return True
+
+
+def _is_floating(x) -> bool:
+    try:
+        xp = array_api_compat.array_namespace(x)
+    except TypeError:
+        return False
+    return xp.isdtype(x.dtype, "real floating")
+
+
+def _unravel(flat: int, shape: tuple) -> tuple:
+    return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+
+
+def _what(var: _Variable) -> str:
+    return var.label.removeprefix("parameter ").strip("'")
+
+
+def _compare(exact, numeric, atol, rtol, where, label, describe_index) -> None:
+    excess = np.abs(exact - numeric) - (atol + rtol * np.abs(numeric))
+    worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    if not np.isfinite(exact).all() or excess[worst] > 0:
+        if not np.isfinite(exact).all():
+            worst = np.unravel_index(int(np.argmax(~np.isfinite(exact))), exact.shape)
+        a, n = exact[worst], numeric[worst]
+        raise GradcheckError(
+            f"gradcheck failed: {where}: gradient with respect to {label} is wrong at "
+            f"{describe_index(*worst)}: analytic {a:.10g}, numeric {n:.10g}, "
+            f"|difference| {abs(a - n):.3g} > tolerance {atol + rtol * abs(n):.3g} "
+            f"(atol {atol:g} + rtol {rtol:g} * |numeric|)")
+
+
+def _check_no_writes(layer, inputs, floating, backend, cotangent_host, analytic, where) -> None:
+    before = [backend.to_host(inputs[i]).copy() for i in floating]
+    analytic(cotangent_host)
+    for i, old in zip(floating, before):
+        if not np.array_equal(backend.to_host(inputs[i]), old, equal_nan=True):
+            raise GradcheckError(f"gradcheck failed: {where}: forward or backward wrote into "
+                                 f"its inputs (input {i} changed)")
+
+
+def _check_repeatable(layer, inputs, floating, several, is_loss, backend, cotangent_host, out,
+                      place, call, where, atol, rtol) -> None:
+    """backward twice after one forward: same input gradient, parameter gradients added twice."""
+    layer.zero_grads()
+    call()
+    cotangent = None if is_loss else place(cotangent_host, out)
+    kept = None if is_loss else backend.to_host(cotangent).copy()
+    runs = []
+    for _ in range(2):
+        returned = layer.backward() if is_loss else layer.backward(cotangent)
+        returned = list(returned) if several else [returned]
+        runs.append([None if g is None else backend.to_host(g).astype(np.float64) for g in returned])
+        runs[-1].append({name: backend.to_host(owner.grads[key]).astype(np.float64)
+                         for name, owner, key in layer.parameters()})
+    if kept is not None and not np.array_equal(backend.to_host(cotangent), kept):
+        raise GradcheckError(f"gradcheck failed: {where}: backward wrote into its gradients argument")
+    first, second = runs
+    for g1, g2 in zip(first[:-1], second[:-1]):
+        if g1 is not None and not np.allclose(g1, g2, atol=atol, rtol=rtol):
+            raise GradcheckError(f"gradcheck failed: {where}: backward run twice after one forward "
+                                 f"returned different input gradients")
+    for name, g1 in first[-1].items():
+        if not np.allclose(second[-1][name], 2 * g1, atol=atol, rtol=rtol):
+            raise GradcheckError(f"gradcheck failed: {where}: backward run twice did not "
+                                 f"accumulate parameter {name!r} twice (grads must add up until "
+                                 f"zero_grads())")
