@@ -48,6 +48,9 @@ def dtype_name(dtype) -> str:
 class BaseLayer:
     """Base class of every layer: parameter bookkeeping, placement, and the training helpers."""
 
+    #: A loss layer returns a 0-d array and its ``backward()`` takes no argument.
+    is_loss = False
+
     def __init__(self) -> None:
         self.params: dict[str, object] = {}
         self.grads: dict[str, object] = {}
