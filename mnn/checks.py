@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mnn.errors import DTypeError, LabelError, ShapeError, describe
+from mnn.errors import DTypeError, LabelError, PlacementError, ShapeError, describe
 
 
 def check_rank(layer, array, min_rank: int, what: str = "inputs", max_rank: int | None = None) -> None:
@@ -45,3 +45,15 @@ def normalize_axis(layer, axis: int, rank: int) -> int:
     if not -rank <= axis < rank:
         raise ShapeError(f"{layer.name}: axis {axis} is out of range for inputs with {rank} dimensions")
     return axis % rank
+
+
+def check_same_placement(layer, array, reference, what: str, reference_what: str) -> None:
+    """Two inputs of one operation must come from the same library, device and dtype."""
+    from array_api_compat import array_namespace, device
+
+    if (array_namespace(array) is not array_namespace(reference)
+            or device(array) != device(reference) or array.dtype != reference.dtype):
+        raise PlacementError(
+            f"{layer.name}: expected {what} from the same library, device and dtype as the "
+            f"{reference_what}, but the {reference_what} is {describe(reference)} and the "
+            f"{what} is {describe(array)}; move one of them first")

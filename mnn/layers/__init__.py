@@ -1,6 +1,7 @@
 """The layers, one per file. Each file holds the math (docstring), forward and backward."""
 
 from mnn.layers.linear import LinearLayer
+from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.relu import ReluLayer
 
-__all__ = ["LinearLayer", "ReluLayer"]
+__all__ = ["LinearLayer", "MatrixProduct", "ReluLayer"]
