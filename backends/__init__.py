@@ -7,18 +7,28 @@ standard does not cover live here, one short class per library:
 * ``to_host`` / ``from_host``: copy to and from a NumPy array on the host
   (checkpoints, finite differences, initial parameters);
 * ``devices``: which devices are present (an allocation works, an import is not enough);
-* ``synchronize``: wait for queued work, so that timings mean something.
+* ``synchronize``: wait for queued work, so that timings mean something;
+* ``random_normal``: seeded random numbers made on the device;
+* ``scatter_add``: index accumulation (repeated indices add up), which the
+  standard has no function for.
 
 An adapter is found from the array itself, the way einops finds its backends: a
 library that is not already in ``sys.modules`` cannot own the array, so nothing
-is ever imported to find out.
+is ever imported to find out. Third-party adapters register through the entry
+point group ``mnn.backends``; they are loaded only when a lookup finds no
+built-in adapter (see docs/adapters.md).
 """
 
 from __future__ import annotations
 
+import math
 import sys
+import warnings
 
 import numpy as np
+
+#: The entry point group through which other packages register adapters.
+ENTRY_POINT_GROUP = "mnn.backends"
 
 _REGISTRY: dict[str, Backend] = {}
 
@@ -27,7 +37,9 @@ class Backend:
     """The adapter protocol. A subclass names its library and overrides what differs.
 
     ``name`` is how people and nox call the backend (``"numpy"``), ``module`` the
-    name under which the library appears in ``sys.modules``.
+    name under which the library appears in ``sys.modules``. An adapter never
+    imports its library at module level: ``self.library()`` fetches it from
+    ``sys.modules`` inside the methods, so ``import mnn`` stays free of it.
     """
 
     name: str
@@ -38,6 +50,8 @@ class Backend:
 
     def library(self):
         """The library itself; only called once it is already imported."""
+        if self.module not in sys.modules:
+            __import__(self.module)  # asked for by name (to(xp="torch"), a test target)
         return sys.modules[self.module]
 
     def owns(self, array) -> bool:
@@ -50,12 +64,23 @@ class Backend:
 
         return array_api_compat.array_namespace(self.from_host(np.zeros(1), self.default_device()))
 
+    def dtype(self, dtype):
+        """The library's dtype for a name such as ``"float32"``; a dtype passes through."""
+        if isinstance(dtype, str):
+            return getattr(self.namespace(), dtype)
+        return dtype
+
+    # --- devices -------------------------------------------------------------------
+
     def devices(self) -> list[str]:
         """Names of the devices present on this machine, default first."""
         raise NotImplementedError
 
     def default_device(self):
-        return self.device(self.devices()[0])
+        present = self.devices()
+        if not present:
+            raise RuntimeError(f"backend {self.name!r} has no device present on this machine")
+        return self.device(present[0])
 
     def device(self, name):
         """The library's device object for a device name such as ``"cpu"``."""
@@ -64,6 +89,14 @@ class Backend:
     def device_name(self, device) -> str:
         return str(device)
 
+    def synchronize(self, device, *arrays) -> None:
+        """Wait until the work queued on ``device`` has finished (no-op on the host).
+
+        Libraries that track readiness per array (JAX) also wait for ``arrays``.
+        """
+
+    # --- host <-> device -----------------------------------------------------------
+
     def to_host(self, array) -> np.ndarray:
         return np.asarray(array)
 
@@ -71,8 +104,41 @@ class Backend:
         xp = self.library()
         return xp.asarray(host, device=device, dtype=dtype)
 
-    def synchronize(self, device) -> None:
-        """Wait until all work queued on ``device`` has finished (no-op on the host)."""
+    # --- what the standard lacks ---------------------------------------------------
+
+    def random_normal(self, shape, seed, device, dtype="float64"):
+        """Standard normal numbers of ``shape``, the same ones for the same ``seed``.
+
+        ``seed`` is an int or a ``numpy.random.Generator``. This default draws on
+        the host and copies to ``device``; adapters may draw on the device instead
+        (the numbers then differ between backends, but not between runs).
+        """
+        generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        return self.from_host(generator.standard_normal(shape), device, self.dtype(dtype))
+
+    def scatter_add(self, target, indices, values):
+        r"""``target`` with ``values[k]`` added to row ``indices[k]``; repeated indices add up.
+
+        ``target`` has shape :math:`(n, \dots)`, ``indices`` integer shape :math:`(k,)`,
+        ``values`` shape :math:`(k, \dots)`. ``target`` itself is not changed.
+
+        The standard has no scatter-add (``x[idx] += v`` keeps only the last write of a
+        repeated index, and is not allowed on every library), so this default uses only
+        the standard: with the one-hot matrix :math:`H_{ki} = [\text{indices}_k = i]`,
+
+        .. math::  \text{out} = \text{target} + H^\top V,
+
+        which costs :math:`O(nk)` memory. Adapters replace it with their library's
+        scatter-add.
+        """
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(target, indices, values)
+        n, k = target.shape[0], indices.shape[0]
+        rows = xp.arange(n, dtype=indices.dtype, device=array_api_compat.device(target))
+        one_hot = xp.astype(xp.expand_dims(indices, axis=1) == rows, values.dtype)  # (k, n)
+        flat = xp.reshape(values, (k, math.prod(target.shape[1:])))
+        return target + xp.reshape(xp.matrix_transpose(one_hot) @ flat, target.shape)
 
     def __repr__(self) -> str:
         return f"<mnn backend {self.name!r}>"
@@ -80,34 +146,77 @@ class Backend:
 
 def register(backend: Backend) -> Backend:
     """Make ``backend`` known to mnn (later registrations replace earlier ones)."""
+    if isinstance(backend, type) and issubclass(backend, Backend):
+        backend = backend()
+    if not isinstance(backend, Backend):
+        raise TypeError(f"register() expects a Backend subclass or instance, got {backend!r}")
     _REGISTRY[backend.name] = backend
     return backend
 
 
+def load_entry_points(name: str | None = None) -> None:
+    """Register the adapters that other packages declare in the ``mnn.backends`` group.
+
+    Only entry points whose name is not registered yet are loaded (built-ins win;
+    call ``register`` to replace one), and only the one called ``name`` if given.
+    An entry point that fails to load gives a warning, not an error: one broken
+    plugin must not break every other backend.
+    """
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in _REGISTRY or (name is not None and point.name != name):
+            continue
+        try:
+            loaded = point.load()
+            backend = loaded() if isinstance(loaded, type) else loaded
+            if not isinstance(backend, Backend):
+                raise TypeError(f"it gave {loaded!r}, not a Backend subclass or instance")
+            if backend.name != point.name:
+                raise ValueError(f"its backend is called {backend.name!r}, not {point.name!r}")
+        except Exception as error:  # noqa: BLE001  (any plugin failure becomes a warning)
+            warnings.warn(f"mnn: could not load backend entry point {point.name} = {point.value}: "
+                          f"{error}", RuntimeWarning, stacklevel=2)
+            continue
+        register(backend)
+
+
 def available() -> dict[str, Backend]:
-    """Every registered backend, by name, whether or not its library is imported."""
+    """Every registered backend by name, third-party ones included, whether or not imported."""
+    load_entry_points()
     return dict(_REGISTRY)
 
 
 def get(name: str) -> Backend:
     """The backend called ``name``; a clear error lists the known ones."""
+    if name not in _REGISTRY:
+        load_entry_points(name)
     try:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise ValueError(f"unknown backend {name!r}; known backends: {known}") from None
+        raise ValueError(f"unknown backend {name!r}; known backends: {known} (others register "
+                         f"through the entry point group {ENTRY_POINT_GROUP!r})") from None
+
+
+def _owner(array) -> Backend | None:
+    for backend in _REGISTRY.values():
+        if backend.is_loaded() and backend.owns(array):
+            return backend
+    return None
 
 
 def for_array(array) -> Backend:
     """The backend that owns ``array``, looked up without importing anything."""
-    for backend in _REGISTRY.values():
-        if backend.is_loaded() and backend.owns(array):
-            return backend
-    known = ", ".join(sorted(_REGISTRY))
-    raise TypeError(
-        f"no mnn backend owns an object of type {type(array).__module__}.{type(array).__name__}; "
-        f"known backends: {known}"
-    )
+    backend = _owner(array)
+    if backend is None:
+        load_entry_points()
+        backend = _owner(array)
+    if backend is None:
+        known = ", ".join(sorted(_REGISTRY))
+        kind = f"{type(array).__module__}.{type(array).__name__}"
+        raise TypeError(f"no mnn backend owns an object of type {kind}; known backends: {known}")
+    return backend
 
 
 def for_namespace(xp) -> Backend:
@@ -118,13 +227,17 @@ def for_namespace(xp) -> Backend:
         return get(xp)
     module = getattr(xp, "__name__", "")
     module = module.removeprefix("array_api_compat.")
-    for backend in _REGISTRY.values():
-        if backend.module == module or backend.name == module:
-            return backend
+    for attempt in range(2):
+        for backend in _REGISTRY.values():
+            if module in (backend.module, backend.name) or module.startswith(backend.module + "."):
+                return backend
+        if attempt == 0:
+            load_entry_points()
     raise ValueError(f"no mnn backend for namespace {module or xp!r}")
 
 
-from . import array_api_strict, numpy  # noqa: E402  (the built-in adapters register themselves)
+# The built-in adapters register themselves; none of them imports its library here.
+from . import array_api_strict, cupy, jax, numpy, torch  # noqa: E402
 
-__all__ = ["Backend", "register", "available", "get", "for_array", "for_namespace",
-           "numpy", "array_api_strict"]
+__all__ = ["Backend", "ENTRY_POINT_GROUP", "register", "load_entry_points", "available", "get",
+           "for_array", "for_namespace", "numpy", "array_api_strict", "torch", "cupy", "jax"]

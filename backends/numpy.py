@@ -13,7 +13,12 @@ class NumpyBackend(Backend):
         return ["cpu"]
 
     def from_host(self, host, device, dtype=None):
-        return np.asarray(host, dtype=dtype)
+        return np.asarray(host, dtype=self.dtype(dtype))
+
+    def scatter_add(self, target, indices, values):
+        out = target.copy()
+        np.add.at(out, indices, values)  # unbuffered: repeated indices add up
+        return out
 
 
 register(NumpyBackend())

@@ -1,0 +1,65 @@
+"""JAX: immutable arrays on ``jax.devices()``, named ``cpu``, ``cuda:N``, ``tpu:N``...
+
+JAX computes in float32 unless ``jax.config.update("jax_enable_x64", True)``
+was called; asking for float64 without it is an error here rather than a silent
+downcast.
+"""
+
+import numpy as np
+
+from . import Backend, register
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    module = "jax"
+
+    def owns(self, array) -> bool:
+        # jax.Array's concrete type lives in jaxlib (jaxlib._jax.ArrayImpl), tracers in jax.
+        return type(array).__module__.partition(".")[0] in ("jax", "jaxlib")
+
+    def devices(self) -> list[str]:
+        return [self.device_name(device) for device in self.library().devices()]
+
+    def device(self, name):
+        if not isinstance(name, str):
+            return name
+        for device in self.library().devices():
+            if self.device_name(device) == name or str(device) == name:
+                return device
+        raise ValueError(f"jax has no device {name!r}; present: {self.devices()}")
+
+    def device_name(self, device) -> str:
+        platform = "cuda" if device.platform == "gpu" else device.platform
+        return "cpu" if platform == "cpu" and device.id == 0 else f"{platform}:{device.id}"
+
+    def synchronize(self, device, *arrays) -> None:
+        # JAX tracks readiness per array; a fresh array on the device queues behind its work.
+        jax = self.library()
+        jax.block_until_ready((jax.device_put(0.0, self.device(device)), *arrays))
+
+    def to_host(self, array) -> np.ndarray:
+        return np.asarray(array)
+
+    def from_host(self, host, device, dtype=None):
+        jax = self.library()
+        dtype = self.dtype(dtype)
+        if dtype is not None and np.dtype(dtype).itemsize == 8 and not jax.config.jax_enable_x64:
+            raise ValueError(f"jax computes in 32 bits unless jax_enable_x64 is set; asked for "
+                             f"{np.dtype(dtype).name}. Call jax.config.update('jax_enable_x64', "
+                             f"True) first.")
+        return jax.numpy.asarray(np.asarray(host), dtype=dtype, device=self.device(device))
+
+    def random_normal(self, shape, seed, device, dtype="float64"):
+        if isinstance(seed, np.random.Generator):
+            return super().random_normal(shape, seed, device, dtype)
+        jax = self.library()
+        key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
+        with jax.default_device(self.device(device)):
+            return jax.random.normal(key, tuple(shape), dtype=self.dtype(dtype))
+
+    def scatter_add(self, target, indices, values):
+        return target.at[indices].add(values)  # functional: a new array, repeats add up
+
+
+register(JaxBackend())

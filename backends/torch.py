@@ -1,0 +1,72 @@
+"""PyTorch: devices ``cpu``, ``cuda:N`` and ``mps``, listed only where an allocation works."""
+
+import numpy as np
+
+from . import Backend, register
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    module = "torch"
+    _present: list[str] | None = None
+
+    def devices(self) -> list[str]:
+        if self._present is None:  # probed once: an allocation, not just an import
+            torch = self.library()
+            candidates = ["cpu"]
+            if torch.cuda.is_available():
+                candidates += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+            if torch.backends.mps.is_available():
+                candidates.append("mps")
+            self._present = [name for name in candidates if _allocates(torch, name)]
+        return list(self._present)
+
+    def device(self, name):
+        torch = self.library()
+        device = torch.device(name)
+        if device.type == "cuda" and device.index is None:  # "cuda" means the current GPU
+            device = torch.device("cuda", torch.cuda.current_device())
+        return device
+
+    def device_name(self, device) -> str:
+        return str(device)
+
+    def synchronize(self, device, *arrays) -> None:
+        torch = self.library()
+        device = self.device(str(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    def to_host(self, array) -> np.ndarray:
+        return array.detach().cpu().numpy()
+
+    def from_host(self, host, device, dtype=None):
+        torch = self.library()
+        return torch.tensor(np.asarray(host), dtype=self.dtype(dtype), device=device)
+
+    def random_normal(self, shape, seed, device, dtype="float64"):
+        if isinstance(seed, np.random.Generator):
+            return super().random_normal(shape, seed, device, dtype)
+        torch = self.library()
+        device = self.device(str(device))
+        generator = seed
+        if not isinstance(seed, torch.Generator):
+            generator = torch.Generator(device=device).manual_seed(int(seed))
+        return torch.randn(tuple(shape), generator=generator, device=device,
+                           dtype=self.dtype(dtype))
+
+    def scatter_add(self, target, indices, values):
+        return target.index_add(0, indices, values)
+
+
+def _allocates(torch, name: str) -> bool:
+    try:
+        torch.zeros(1, device=name)
+    except Exception:  # noqa: BLE001  (any failure means: not usable here)
+        return False
+    return True
+
+
+register(TorchBackend())
