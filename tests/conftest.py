@@ -95,6 +95,10 @@ def _targets(config) -> list[Target]:
 
 def pytest_configure(config):
     config._mnn_targets = _targets(config)
+    if any(t.backend.name == "jax" for t in config._mnn_targets):
+        import jax  # JAX computes in float32 unless told otherwise; gradchecks need float64
+
+        jax.config.update("jax_enable_x64", True)
 
 
 def pytest_report_header(config):
