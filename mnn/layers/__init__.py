@@ -3,5 +3,6 @@
 from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.relu import ReluLayer
+from mnn.layers.sequential import SequentialLayers
 
-__all__ = ["LinearLayer", "MatrixProduct", "ReluLayer"]
+__all__ = ["LinearLayer", "MatrixProduct", "ReluLayer", "SequentialLayers"]
