@@ -1,0 +1,329 @@
+"""Backend adapters: detection without importing, devices, host round trips, scatter-add,
+seeded random numbers, clear errors, and third-party adapters through entry points."""
+
+import importlib
+import subprocess
+import sys
+import textwrap
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import mnn
+from mnn import backends
+from mnn.base import dtype_name
+
+ARRAY_LIBRARIES = ("torch", "cupy", "jax", "jaxlib")
+
+
+# --- import mnn imports no array library ---------------------------------------------------
+
+def test_import_mnn_imports_no_array_library():
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import mnn
+        assert not set({ARRAY_LIBRARIES!r}) & set(sys.modules), "import mnn"
+        layer = mnn.LinearLayer(3, 2, rng=0)
+        layer.backward(layer(np.ones((4, 3))))
+        assert mnn.backends.for_array(np.ones(2)).name == "numpy"
+        mnn.backends.available()
+        mnn.backends.get("torch"), mnn.backends.get("jax"), mnn.backends.get("cupy")
+        loaded = set({ARRAY_LIBRARIES!r}) & set(sys.modules)
+        assert not loaded, f"using mnn on numpy arrays imported {{loaded}}"
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# --- detection -------------------------------------------------------------------------------
+
+def _array_of(library: str):
+    """A small float64 array of ``library``, or a skip saying why there is none here."""
+    if library == "numpy":
+        return np.ones(3)
+    module = pytest.importorskip(library, reason=f"{library} is not installed")
+    if library == "array_api_strict":
+        return module.ones(3, dtype=module.float64)
+    if library == "torch":
+        return module.ones(3, dtype=module.float64)
+    if library == "jax":
+        return module.numpy.ones(3, dtype=module.numpy.float32)
+    if not backends.get("cupy").devices():
+        pytest.skip("cupy has no usable CUDA device here (cupy.is_available() is False)")
+    return module.ones(3)
+
+
+@pytest.mark.parametrize("library", ["numpy", "array_api_strict", "torch", "jax", "cupy"])
+def test_for_array_finds_the_owner(library):
+    array = _array_of(library)
+    backend = backends.for_array(array)
+    assert backend.name == library
+    assert backend.owns(array)
+    others = [b for b in backends.available().values() if b is not backend and b.is_loaded()]
+    assert not [b.name for b in others if b.owns(array)]
+
+
+def test_torch_parameter_belongs_to_torch():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    assert backends.for_array(torch.nn.Parameter(torch.ones(2))).name == "torch"
+
+
+def test_unowned_object_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"no mnn backend owns an object of type builtins.list; "
+                                        r"known backends: .*numpy"):
+        backends.for_array([1.0, 2.0])
+
+
+def test_unknown_backend_name_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown backend 'tensorflow'; known backends: "
+                                         r"array_api_strict, cupy, jax, numpy, torch"):
+        backends.get("tensorflow")
+    with pytest.raises(ValueError, match=r"unknown backend 'tensorflow'"):
+        mnn.LinearLayer(2, 2, rng=0).to(xp="tensorflow")
+
+
+def test_namespace_and_module_find_their_backend():
+    assert backends.for_namespace(np).name == "numpy"
+    assert backends.for_namespace(array_api_compat.array_namespace(np.ones(1))).name == "numpy"
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    assert backends.for_namespace(jax.numpy).name == "jax"
+    with pytest.raises(ValueError, match=r"no mnn backend for namespace 'textwrap'"):
+        backends.for_namespace(textwrap)
+
+
+# --- devices ---------------------------------------------------------------------------------
+
+def test_torch_devices_are_those_that_allocate():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    present = backends.get("torch").devices()
+    assert present[0] == "cpu"
+    for name in present:
+        assert torch.zeros(1, device=name).device == backends.get("torch").device(name)
+    if not torch.cuda.is_available():
+        assert not [name for name in present if name.startswith("cuda")]
+    if not torch.backends.mps.is_available():
+        assert "mps" not in present
+    assert backends.get("torch").devices() == present  # cached, and a copy each time
+    assert backends.get("torch").devices() is not backends.get("torch").devices()
+
+
+def test_cupy_without_gpu_has_no_device():
+    cupy = pytest.importorskip("cupy", reason="cupy is not installed")
+    backend = backends.get("cupy")
+    if cupy.is_available():
+        assert backend.devices() == [f"cuda:{i}" for i in range(len(backend.devices()))]
+        return
+    assert backend.devices() == []
+    with pytest.raises(RuntimeError, match=r"backend 'cupy' has no device present on this machine"):
+        backend.default_device()
+
+
+def test_cupy_device_names():
+    pytest.importorskip("cupy", reason="cupy is not installed")
+    backend = backends.get("cupy")
+    assert backend.device_name(backend.device("cuda:1")) == "cuda:1"
+    assert backend.device_name(backend.device("cuda")) == "cuda:0"
+    with pytest.raises(ValueError, match=r"cupy devices are named 'cuda' or 'cuda:N', got 'cpu'"):
+        backend.device("cpu")
+
+
+def test_jax_devices_are_jax_devices():
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    backend = backends.get("jax")
+    assert [backend.device(name) for name in backend.devices()] == jax.devices()
+    with pytest.raises(ValueError, match=r"jax has no device 'tpu:7'; present: \['cpu'"):
+        backend.device("tpu:7")
+
+
+def test_every_target_device_round_trips_its_name(target):
+    assert target.backend.device(target.backend.device_name(target.device)) == target.device
+    assert target.device_name in target.backend.devices()
+    target.backend.synchronize(target.device, target.asarray(np.ones(2)))
+
+
+# --- host round trips ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "bool"])
+def test_from_host_and_back(target, rng, dtype):
+    host = (rng.standard_normal((3, 4)) * 10).astype(dtype)
+    array = target.backend.from_host(host, target.device, dtype)  # a dtype name works too
+    assert target.backend.owns(array)
+    assert dtype_name(array.dtype) == dtype
+    assert array_api_compat.device(array) == target.device
+    back = target.backend.to_host(array)
+    assert isinstance(back, np.ndarray) and back.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(back, host)
+
+
+def test_from_host_converts_dtype(target, rng):
+    host = rng.standard_normal(5)
+    array = target.backend.from_host(host, target.device, target.xp.float32)
+    np.testing.assert_array_equal(target.to_host(array), host.astype(np.float32))
+
+
+def test_jax_float64_without_x64_is_a_clear_error():
+    pytest.importorskip("jax", reason="jax is not installed")
+    code = textwrap.dedent("""
+        import numpy as np, jax, mnn
+        jax.config.update("jax_enable_x64", False)
+        backend = mnn.backends.get("jax")
+        try:
+            backend.from_host(np.ones(2), "cpu", "float64")
+        except ValueError as error:
+            assert "jax_enable_x64" in str(error), error
+        else:
+            raise AssertionError("no error")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# --- scatter-add -----------------------------------------------------------------------------
+
+SCATTER_CASES = {
+    "matrix": ((5, 3), [0, 2, 2, 4, 0, 0]),
+    "vector": ((4,), [3, 3, 3, 1]),
+    "stack": ((3, 2, 2), [1, 1, 0]),
+    "no-indices": ((3, 2), []),
+}
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["adapter", "standard-fallback"])
+@pytest.mark.parametrize("case", SCATTER_CASES, ids=list(SCATTER_CASES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_scatter_add_accumulates_repeated_indices(target, rng, case, dtype, generic):
+    shape, indices = SCATTER_CASES[case]
+    host_target = rng.standard_normal(shape).astype(dtype)
+    host_values = rng.standard_normal((len(indices), *shape[1:])).astype(dtype)
+    host_indices = np.asarray(indices, dtype=np.int64)
+    expected = host_target.copy()
+    np.add.at(expected, host_indices, host_values)
+
+    t = target.asarray(host_target, dtype)
+    scatter = backends.Backend.scatter_add if generic else type(target.backend).scatter_add
+    values = target.asarray(host_values, dtype)
+    out = scatter(target.backend, t, target.asarray(host_indices), values)
+
+    assert target.backend.owns(out) and dtype_name(out.dtype) == dtype
+    assert array_api_compat.device(out) == target.device
+    rtol = 1e-6 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(target.to_host(out), expected, rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(target.to_host(t), host_target)  # target left alone
+
+
+# --- seeded random numbers -------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_normal_is_seeded(target, dtype):
+    draw = target.backend.random_normal
+    first = draw((200, 50), 7, target.device, dtype)
+    assert target.backend.owns(first) and dtype_name(first.dtype) == dtype
+    assert tuple(first.shape) == (200, 50)
+    assert array_api_compat.device(first) == target.device
+    host = target.to_host(first)
+    np.testing.assert_array_equal(host, target.to_host(draw((200, 50), 7, target.device, dtype)))
+    assert not np.array_equal(host, target.to_host(draw((200, 50), 8, target.device, dtype)))
+    assert abs(host.mean()) < 0.03 and abs(host.std() - 1) < 0.03  # 10,000 draws of N(0, 1)
+
+
+def test_random_normal_from_a_numpy_generator_is_the_host_stream(target):
+    out = target.backend.random_normal((4, 3), np.random.default_rng(5), target.device, "float64")
+    np.testing.assert_array_equal(target.to_host(out),
+                                  np.random.default_rng(5).standard_normal((4, 3)))
+
+
+# --- third-party adapters through the mnn.backends entry point group --------------------------
+
+FAKE_MODULE = '''
+import numpy as np
+from mnn.backends import Backend
+
+
+class FakeArray:
+    """An "array library" of one type, living in this module."""
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+        self.shape, self.dtype = self.data.shape, self.data.dtype
+
+
+class FakeBackend(Backend):
+    name = "fake"
+    module = __name__
+
+    def devices(self):
+        return ["cpu"]
+
+    def to_host(self, array):
+        return array.data
+
+    def from_host(self, host, device, dtype=None):
+        return FakeArray(np.asarray(host, dtype=dtype))
+
+
+class OtherFakeBackend(FakeBackend):
+    name = "fake_instance"
+
+
+INSTANCE = OtherFakeBackend()
+'''
+
+
+def _install_distribution(path, module: str, entry_points: str) -> None:
+    """A real installed distribution: a module and its .dist-info, found through sys.path."""
+    (path / f"{module}.py").write_text(FAKE_MODULE)
+    info = path / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{backends.ENTRY_POINT_GROUP}]\n{entry_points}")
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Let a test register backends; the registry is as it was afterwards."""
+    monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))
+    return backends._REGISTRY
+
+
+def test_entry_point_adapter_is_found_on_first_lookup(tmp_path, monkeypatch, registry):
+    module = "mnn_fake_backend_a"
+    _install_distribution(tmp_path, module, textwrap.dedent(f"""
+        fake = {module}:FakeBackend
+        fake_instance = {module}:INSTANCE
+        numpy = {module}:FakeBackend
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    assert "fake" not in registry and module not in sys.modules  # nothing loaded eagerly
+
+    fake = importlib.import_module(module)
+    array = fake.FakeArray([1.0, 2.0])
+    backend = backends.for_array(array)  # no built-in owns it: the entry points are loaded
+    assert type(backend) is fake.FakeBackend and backends.get("fake") is backend
+    assert backends.get("fake_instance") is fake.INSTANCE  # an instance works as well as a class
+    assert type(backends.get("numpy")).__name__ == "NumpyBackend"  # built-ins win
+    np.testing.assert_array_equal(backend.to_host(array), [1.0, 2.0])
+    assert set(backends.available()) >= {"fake", "fake_instance", "numpy", "torch"}
+
+
+def test_entry_point_by_name_and_broken_ones(tmp_path, monkeypatch, registry):
+    module = "mnn_fake_backend_b"
+    _install_distribution(tmp_path, module, textwrap.dedent(f"""
+        fake = {module}:FakeBackend
+        broken = {module}:does_not_exist
+        misnamed = {module}:FakeBackend
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert backends.get("fake").name == "fake"
+    assert "misnamed" not in registry  # looking up one name loads only that entry point
+    with pytest.warns(RuntimeWarning) as caught:
+        backends.available()
+    messages = sorted(str(w.message) for w in caught)
+    assert "could not load backend entry point broken" in messages[0]
+    assert "does_not_exist" in messages[0]
+    assert "entry point misnamed" in messages[1]
+    assert "its backend is called 'fake', not 'misnamed'" in messages[1]
+    with pytest.raises(ValueError, match=r"unknown backend 'broken'"), pytest.warns(RuntimeWarning):
+        backends.get("broken")
