@@ -4,5 +4,6 @@ from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.relu import ReluLayer
 from mnn.layers.sequential import SequentialLayers
+from mnn.layers.softmax import SoftmaxLayer
 
-__all__ = ["LinearLayer", "MatrixProduct", "ReluLayer", "SequentialLayers"]
+__all__ = ["LinearLayer", "MatrixProduct", "ReluLayer", "SequentialLayers", "SoftmaxLayer"]
