@@ -1,9 +1,11 @@
 """The layers, one per file. Each file holds the math (docstring), forward and backward."""
 
+from mnn.layers.attention import MultiHeadAttention
 from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.relu import ReluLayer
 from mnn.layers.sequential import SequentialLayers
 from mnn.layers.softmax import SoftmaxLayer
 
-__all__ = ["LinearLayer", "MatrixProduct", "ReluLayer", "SequentialLayers", "SoftmaxLayer"]
+__all__ = ["LinearLayer", "MatrixProduct", "MultiHeadAttention", "ReluLayer", "SequentialLayers",
+           "SoftmaxLayer"]
