@@ -57,3 +57,27 @@ def check_same_placement(layer, array, reference, what: str, reference_what: str
             f"{layer.name}: expected {what} from the same library, device and dtype as the "
             f"{reference_what}, but the {reference_what} is {describe(reference)} and the "
             f"{what} is {describe(array)}; move one of them first")
+
+
+def check_sample_shape(layer, array, shape: tuple, what: str = "inputs") -> None:
+    """``array`` is ``(batch, *shape)`` if the layer was given a ``shape`` (``()``: no check)."""
+    if shape and tuple(array.shape[1:]) != tuple(shape):
+        expected = ", ".join(["batch", *map(str, shape)])
+        raise ShapeError(f"{layer.name}: expected {what} of shape ({expected}), as given to the "
+                         f"constructor, got {describe(array)}")
+
+
+def check_same_device(layer, array, reference, what: str, reference_what: str) -> None:
+    """Same library and device (any dtype): integer labels or indices next to float data."""
+    from array_api_compat import array_namespace, device
+
+    try:
+        same = (array_namespace(array) is array_namespace(reference)
+                and device(array) == device(reference))
+    except TypeError:  # not an array at all: the dtype checks that follow say so
+        return
+    if not same:
+        raise PlacementError(
+            f"{layer.name}: expected {what} from the same library and device as the "
+            f"{reference_what}, but the {reference_what} is {describe(reference)} and the "
+            f"{what} is {describe(array)}; move one of them first")
