@@ -1,0 +1,191 @@
+"""The test matrix: one session per backend x device, plus lint, docs and a summary table.
+
+    nox -l                       # list the sessions
+    nox                          # every test session whose hardware is present, lint, docs check
+    nox -s "tests(torch-cuda)"   # one session; fails loudly if its device is absent
+    nox -s matrix                # every test session, then a table of what ran where
+
+A device counts as present only if an allocation on it works, probed in the
+session's own Python after the install. Under plain ``nox`` an absent device skips
+its session with the reason; a session asked for by name with ``-s`` fails instead,
+so a GPU runner whose GPU went missing cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.sessions = ["tests", "lint", "docs-check"]
+
+# The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
+TORCH = "torch==2.13.0"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One test session: what to install, how to probe the device, which targets to test."""
+
+    backend: str
+    device: str
+    extras: tuple[str, ...]
+    targets: tuple[str, ...]
+    probe: str | None = None  # Python that raises when the device is absent
+    cuda: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}-{self.device}"
+
+
+CELLS = [
+    Cell("numpy", "cpu", (), ("numpy:cpu",)),
+    # CPU_DEVICE plus the two fake devices: device propagation is tested without a GPU.
+    Cell("array_api_strict", "cpu", (),
+         ("array_api_strict:CPU_DEVICE", "array_api_strict:device1", "array_api_strict:device2")),
+    Cell("torch", "cpu", (TORCH,), ("torch:cpu",)),
+    Cell("torch", "cuda", (TORCH,), ("torch:cuda:0",),
+         probe="import torch; torch.zeros(1, device='cuda')", cuda=True),
+    Cell("cupy", "cuda", ("cupy-cuda12x",), ("cupy:cuda:0",),
+         probe="import cupy; cupy.zeros(1)", cuda=True),
+    Cell("jax", "cpu", ("jax[cpu]",), ("jax:cpu",)),
+]
+
+# Runs the cell's probe; any exception means the device is absent. Prints one verdict line.
+PROBE = """import sys
+try: exec(sys.argv[1])
+except BaseException as e: print("MNN_PROBE absent:", type(e).__name__, *str(e).splitlines()[:1])
+else: print("MNN_PROBE present")"""
+
+
+def _sessions_asked_for() -> set[str]:
+    """The session names given with -s/-e/--session(s) or NOXSESSION (not -k or -t filters)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-s", "-e", "--session", "--sessions", nargs="*", action="extend",
+                        dest="sessions", default=[])
+    argv = sys.argv[1:]
+    if "--" in argv:
+        argv = argv[: argv.index("--")]
+    names, _ = parser.parse_known_args(argv)
+    names = names.sessions or os.environ.get("NOXSESSION", "").split(",")
+    return {"".join(name.split()) for name in names if name.strip()}
+
+
+def _absent(session: nox.Session, reason: str) -> None:
+    """Fail if this session was asked for by name, else skip it with the reason."""
+    if "".join(session.name.split()) in _sessions_asked_for():
+        session.error(f"{session.name} was asked for by name, but {reason}")
+    session.skip(reason)
+
+
+@nox.session
+@nox.parametrize("cell", [nox.param(cell, id=cell.id) for cell in CELLS])
+def tests(session: nox.Session, cell: Cell) -> None:
+    """Run the test suite on one backend and device (MNN_TEST_TARGETS)."""
+    session.install(".[test]", *cell.extras)
+    if cell.probe:
+        output = session.run("python", "-c", PROBE, cell.probe, silent=True)
+        verdicts = [line for line in output.splitlines() if line.startswith("MNN_PROBE")]
+        if verdicts != ["MNN_PROBE present"]:
+            detail = verdicts[-1].removeprefix("MNN_PROBE absent:").strip() if verdicts else output
+            _absent(session, f"no usable {cell.device} device for {cell.backend}: {detail}")
+    env = {"MNN_TEST_TARGETS": ",".join(cell.targets)}
+    if cell.cuda:  # TF32 would make float32 matmuls agree to 1e-3 only
+        env |= {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"}
+    # pytest runs from a scratch folder so that the installed package is what gets tested:
+    # from the repository root, the source mnn/ (which lacks mnn/backends) would shadow it.
+    args = [_from_root(arg) for arg in session.posargs]
+    if not any(Path(arg.split("::")[0]).exists() for arg in args):
+        args.insert(0, str(ROOT / "tests"))
+    if os.environ.get("MNN_MATRIX_DIR"):
+        args.append(f"--junitxml={Path(os.environ['MNN_MATRIX_DIR'], session.name)}.xml")
+    session.chdir(session.create_tmp())
+    session.run("pytest", *args, env=env)
+
+
+def _from_root(arg: str) -> str:
+    """A test path given from the repository root (tests/test_x.py::test_y), made absolute."""
+    path = arg.split("::")[0]
+    return str(ROOT / arg) if path and not arg.startswith("-") and (ROOT / path).exists() else arg
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check on the whole tree (configuration in pyproject.toml)."""
+    session.install("ruff>=0.15")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/layers/ from the layers' docstrings."""
+    session.install(".")
+    session.run("python", "docs/generate.py")
+
+
+@nox.session(name="docs-check")
+def docs_check(session: nox.Session) -> None:
+    """Fail if docs/layers/ differs from what the docstrings generate (fix: nox -s docs)."""
+    session.install(".")
+    session.run("python", "docs/generate.py", "--check")
+
+
+@nox.session(venv_backend="none")
+def matrix(session: nox.Session) -> None:
+    """Run every test session, then print backend, device, passed, skipped, failed, reasons."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder, "nox.json")
+        session.run(sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-r",
+                    "-s", "tests", "--report", str(report), "--", *session.posargs,
+                    env={"MNN_MATRIX_DIR": folder}, success_codes=[0, 1], external=True)
+        results = {entry["name"]: entry for entry in json.loads(report.read_text())["sessions"]}
+        rows, reasons = [], []
+        for cell in CELLS:
+            name = f"tests({cell.id})"
+            entry = results.get(name, {"result": "not run", "reason": "missing from nox's report"})
+            junit = Path(folder, f"{name}.xml")
+            if not junit.exists():  # skipped (device absent) or failed before pytest ran
+                rows.append((cell.backend, cell.device, "-", "-", "-", entry["result"]))
+                reasons.append(f"{name} {entry['result']}: {entry.get('reason')}")
+                continue
+            counts, skips = _junit_counts(junit, cell)
+            for target, (passed, skipped, failed) in counts.items():
+                backend, device = target.split(":", 1) if ":" in target else (cell.backend, target)
+                rows.append((backend, device, passed, skipped, failed, entry["result"]))
+            reasons += [f"{name} {target}: {n} x {why}" for (target, why), n in skips.items()]
+    header = ("backend", "device", "passed", "skipped", "failed", "session")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        session.log("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
+    if reasons:
+        session.log("skipped, and why:")
+        for line in reasons:
+            session.log("  " + line)
+    if any(entry["result"] == "failed" for entry in results.values()):
+        session.error("some test sessions failed (see the table above)")
+
+
+def _junit_counts(path: Path, cell: Cell):
+    """Per target: (passed, skipped, failed); and skip reasons counted per (target, reason)."""
+    ids = {target: "-".join(target.split(":", 1)) for target in cell.targets}
+    counts = {target: [0, 0, 0] for target in [*cell.targets, "(no target)"]}
+    skips: dict[tuple[str, str], int] = {}
+    for case in ET.parse(path).iter("testcase"):
+        params = case.get("name", "").partition("[")[2].rstrip("]")
+        target = next((t for t, i in ids.items() if f"-{i}-" in f"-{params}-"), "(no target)")
+        kind = 2 if case.find("failure") is not None or case.find("error") is not None else (
+            1 if case.find("skipped") is not None else 0)
+        counts[target][kind] += 1
+        if kind == 1:
+            why = case.find("skipped").get("message", "")
+            skips[(target, why)] = skips.get((target, why), 0) + 1
+    return {t: tuple(c) for t, c in counts.items() if any(c) or t in ids}, skips
