@@ -2,10 +2,18 @@
 
 from mnn.layers.attention import MultiHeadAttention
 from mnn.layers.linear import LinearLayer
+from mnn.layers.log_softmax import LogSoftmaxLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.relu import ReluLayer
 from mnn.layers.sequential import SequentialLayers
 from mnn.layers.softmax import SoftmaxLayer
 
-__all__ = ["LinearLayer", "MatrixProduct", "MultiHeadAttention", "ReluLayer", "SequentialLayers",
-           "SoftmaxLayer"]
+__all__ = [
+    "LinearLayer",
+    "LogSoftmaxLayer",
+    "MatrixProduct",
+    "MultiHeadAttention",
+    "ReluLayer",
+    "SequentialLayers",
+    "SoftmaxLayer",
+]
