@@ -39,8 +39,9 @@ def numpy_attention(layer, x):
     return out
 
 
-@pytest.mark.parametrize("shape", [(2, 3), (1, 3), (2, 1)], ids=["batch", "batch1", "one-token"])
-@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize(("shape", "bias"), [((2, 3), False), ((2, 3), True), ((1, 3), False),
+                                             ((2, 1), True)],
+                         ids=["batch", "batch-bias", "batch1", "one-token-bias"])
 def test_gradcheck(target, rng, shape, bias):
     layer = attention(bias=bias, rng=rng)
     assert gradcheck(layer, target.asarray(rng.standard_normal((*shape, 8))))
