@@ -2,6 +2,7 @@
 
 from mnn.layers.attention import MultiHeadAttention
 from mnn.layers.linear import LinearLayer
+from mnn.layers.log import LogLayer
 from mnn.layers.log_softmax import LogSoftmaxLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.relu import ReluLayer
@@ -10,6 +11,7 @@ from mnn.layers.softmax import SoftmaxLayer
 
 __all__ = [
     "LinearLayer",
+    "LogLayer",
     "LogSoftmaxLayer",
     "MatrixProduct",
     "MultiHeadAttention",

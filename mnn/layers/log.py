@@ -1,0 +1,54 @@
+r"""Elementwise natural logarithm."""
+
+from mnn.base import BaseLayer
+from mnn.checks import check_same_placement, check_same_shape
+
+
+class LogLayer(BaseLayer):
+    r"""Elementwise :math:`y = \log x` (natural logarithm), any shape.
+
+    Forward
+    -------
+    .. math::
+        y_i = \log x_i  \qquad (1)
+
+    Jacobian
+    --------
+    Each output depends on its own input only, so the Jacobian is diagonal:
+
+    .. math::
+        \frac{\partial y_i}{\partial x_j} = \frac{\delta_{ij}}{x_i}.
+
+    Vector-Jacobian product
+    -----------------------
+    .. math::
+        \frac{\partial \ell}{\partial x_j} = \sum_i g_i \frac{\delta_{ij}}{x_i}
+            = \frac{g_j}{x_j}  \qquad (2)
+
+    An elementwise division instead of an :math:`n \times n` diagonal matrix.
+
+    Non-positive inputs
+    -------------------
+    Handled as NumPy and PyTorch do, without an exception: :math:`\log 0 = -\infty`,
+    :math:`\log x = \mathrm{nan}` for :math:`x < 0`, and (2) gives :math:`\pm\infty`
+    (or nan where :math:`g = 0`) at :math:`x = 0`. NumPy also emits its usual
+    ``RuntimeWarning`` (divide by zero / invalid value). The layer does not check:
+    inspecting the values would cost a device synchronisation every call, and
+    ``-inf``/``nan`` in a loss are the signal users of both libraries know. To take
+    logs of probabilities, prefer ``LogSoftmaxLayer``, which never sees a 0.
+    """
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, inputs, feedbacks=None):
+        xp = self.adopt(inputs)
+        self.save_for_backward(inputs)
+        return xp.log(inputs)  # Eq. (1)
+
+    def backward(self, gradients):
+        (inputs,) = self.saved_for_backward()
+        self.adopt(gradients, "gradients")
+        check_same_shape(self, gradients, inputs, "gradients", "inputs")
+        check_same_placement(self, gradients, inputs, "gradients", "inputs")
+        return gradients / inputs  # Eq. (2)

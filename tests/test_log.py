@@ -1,0 +1,93 @@
+"""LogLayer: gradients, NumPy reference, non-positive inputs as NumPy/torch, errors, torch."""
+
+import numpy as np
+import pytest
+
+import mnn
+from mnn.testing import gradcheck
+
+
+def positive(rng, shape):
+    return rng.uniform(0.5, 3.0, size=shape)
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (1, 4), (2, 3, 4), (6,), ()],
+                         ids=["batch", "batch1", "leading-dims", "1d", "0d"])
+def test_gradcheck(target, rng, shape):
+    assert gradcheck(mnn.LogLayer(), target.asarray(positive(rng, shape)))
+
+
+def test_forward_and_backward_match_numpy_reference(target, rng):
+    x, g = positive(rng, (7, 6)), rng.standard_normal((7, 6))
+    layer = mnn.LogLayer()
+    out = target.to_host(layer(target.asarray(x)))
+    np.testing.assert_allclose(out, np.log(x), rtol=1e-13, atol=1e-15)
+    grad_in = target.to_host(layer.backward(target.asarray(g)))
+    np.testing.assert_allclose(grad_in, g / x, rtol=1e-13, atol=1e-15)
+
+
+def test_float32_agrees_with_float64(target, rng):
+    x, g = positive(rng, (8, 16)), rng.standard_normal((8, 16))
+    results = {}
+    for dtype in ("float32", "float64"):
+        layer = mnn.LogLayer()
+        out = layer(target.asarray(x, dtype))
+        grad_in = layer.backward(target.asarray(g, dtype))
+        assert str(out.dtype).endswith(dtype) and str(grad_in.dtype).endswith(dtype)
+        results[dtype] = [target.to_host(a).astype(np.float64) for a in (out, grad_in)]
+    for low, high in zip(results["float32"], results["float64"], strict=True):
+        np.testing.assert_allclose(low, high, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_non_positive_inputs_give_inf_and_nan_like_numpy_and_torch(target):
+    x = np.array([0.0, -1.0, 1.0, np.e])
+    layer = mnn.LogLayer()
+    out = target.to_host(layer(target.asarray(x)))
+    np.testing.assert_array_equal(out, [-np.inf, np.nan, 0.0, 1.0])
+    grad_in = target.to_host(layer.backward(target.asarray(np.array([1.0, 1.0, 1.0, 0.0]))))
+    np.testing.assert_array_equal(grad_in, [np.inf, -1.0, 1.0, 0.0])
+
+
+def test_integer_inputs_are_a_clear_error(target):
+    with pytest.raises(mnn.DTypeError, match=r"LogLayer: expected floating-point inputs, got .*in"):
+        mnn.LogLayer()(target.asarray(np.ones((2, 4), dtype=np.int64)))
+
+
+def test_backward_before_forward_is_a_clear_error(target):
+    with pytest.raises(mnn.BackwardBeforeForwardError,
+                       match=r"LogLayer: backward\(\) was called before forward"):
+        mnn.LogLayer().backward(target.asarray(np.ones((2, 3))))
+
+
+def test_gradients_of_the_wrong_shape_are_a_clear_error(target, rng):
+    layer = mnn.LogLayer()
+    layer(target.asarray(positive(rng, (2, 3))))
+    with pytest.raises(mnn.ShapeError, match=r"LogLayer: expected gradients of the same shape as "
+                                             r"the inputs \(2, 3\), got .*\(3, 2\)"):
+        layer.backward(target.asarray(np.ones((3, 2))))
+
+
+def test_gradients_in_another_dtype_are_a_clear_error(target, rng):
+    layer = mnn.LogLayer()
+    layer(target.asarray(positive(rng, (2, 3))))
+    with pytest.raises(mnn.PlacementError, match=r"LogLayer: expected gradients from the same "
+                                                  r"library, device and dtype as the inputs"):
+        layer.backward(target.asarray(np.ones((2, 3)), "float32"))
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_matches_torch_autograd(rng):
+    torch = pytest.importorskip("torch", reason="the torch.autograd comparison needs torch")
+    x, g = positive(rng, (3, 2, 5)), rng.standard_normal((3, 2, 5))
+    x[0, 0, :2] = [0.0, -2.0]  # torch: -inf and nan forward, g / x backward, no error
+    layer = mnn.LogLayer()
+    out = layer(x)
+    grad_in = layer.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch.log(tx)
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=1e-9, atol=1e-15)
