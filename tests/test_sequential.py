@@ -184,6 +184,11 @@ def test_not_an_array_in_the_state_dict_is_a_clear_error():
         mlp().load_weights(weights)
 
 
+def test_state_dict_that_is_not_a_mapping_is_a_clear_error():
+    with pytest.raises(mnn.CheckpointError, match=r"expected a state dict .*type list"):
+        mlp().load_weights(list(mlp().state_dict().values()))
+
+
 def test_mismatched_config_lists_every_difference():
     other = mnn.SequentialLayers([mnn.LinearLayer(4, 6), mnn.ReluLayer(),
                                   mnn.LinearLayer(6, 3, bias=False)])

@@ -2,6 +2,8 @@ r"""A chain of layers, run one after the other: the container for feed-forward n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from mnn import backends
@@ -110,6 +112,9 @@ class SequentialLayers(BaseLayer):
             problems = _config_differences(config, self.config(), "config")
             raise CheckpointError(f"{self.name}: the checkpoint's config does not match the "
                                   f"model:\n  " + "\n  ".join(problems))
+        if not isinstance(state_dict, Mapping):
+            raise CheckpointError(f"{self.name}: expected a state dict (parameter name -> array), "
+                                  f"got an object of type {type(state_dict).__name__}")
         owners = {name: (layer, key) for name, layer, key in self.parameters()}
         problems = [f"missing key {name!r}" for name in owners if name not in state_dict]
         problems += [f"unexpected key {name!r}" for name in state_dict if name not in owners]
