@@ -5,6 +5,7 @@ from mnn.layers.linear import LinearLayer
 from mnn.layers.log import LogLayer
 from mnn.layers.log_softmax import LogSoftmaxLayer
 from mnn.layers.matrix_product import MatrixProduct
+from mnn.layers.nll_loss import NllLossLayer
 from mnn.layers.relu import ReluLayer
 from mnn.layers.sequential import SequentialLayers
 from mnn.layers.softmax import SoftmaxLayer
@@ -15,6 +16,7 @@ __all__ = [
     "LogSoftmaxLayer",
     "MatrixProduct",
     "MultiHeadAttention",
+    "NllLossLayer",
     "ReluLayer",
     "SequentialLayers",
     "SoftmaxLayer",
