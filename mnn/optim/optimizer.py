@@ -1,0 +1,191 @@
+r"""``Optimizer``: what every optimizer shares. Walking the parameters, keeping state, checkpoints.
+
+An optimizer updates a model's parameters from the gradients that ``backward``
+left in ``grads``. The rule differs between optimizers (``update``); everything
+around it is the same and lives here:
+
+* ``step()`` walks ``model.parameters()``, which yields ``(name, layer, key)``
+  for every parameter (``"0.w"``, ``"2.b"``), and assigns the *new* array that
+  ``update`` returns into ``layer.params[key]``. Nothing is changed in place, so
+  the same code runs on immutable arrays (JAX) and under array-api-strict.
+* Per-parameter state (momentum buffers, moment estimates, step counts) lives in
+  ``self.state[name]``, a dict. Its arrays are created lazily by the first
+  ``step``, from the parameter itself (``xp.zeros_like(param)``), so they are in
+  the parameter's namespace, device and dtype: the model's first ``forward``
+  moved the parameters there, and the state follows. State that arrives from
+  elsewhere (a checkpoint on the host, a model moved with ``to()``) is moved to
+  where its parameter lives at the next ``step``.
+* ``state_dict()`` / ``load_state_dict()`` and ``config()`` have the form of
+  ``torch.optim``'s and of the layers' ``config()``, so ``mnn.save`` can store an
+  optimizer and ``build(model, config)`` can rebuild it without running code
+  from the file.
+"""
+
+from __future__ import annotations
+
+import array_api_compat
+
+from mnn import backends
+from mnn.base import BaseLayer
+from mnn.errors import CheckpointError, describe
+
+
+class Optimizer:
+    """Base class: subclasses name their ``hyperparameters``, check them, and write ``update``."""
+
+    #: Names of the constructor's hyperparameters, in order; ``config()`` stores them.
+    hyperparameters: tuple[str, ...] = ()
+
+    def __init__(self, model: BaseLayer, **hyperparameters) -> None:
+        if not isinstance(model, BaseLayer):
+            raise TypeError(f"{type(self).__name__}: expected a model (a BaseLayer, e.g. "
+                            f"SequentialLayers), got {describe(model)}")
+        self.model = model
+        self.state: dict[str, dict[str, object]] = {}
+        self._set_hyperparameters(hyperparameters)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config()["args"].items())
+        return f"{self.name}({args})"
+
+    # --- what subclasses write ---------------------------------------------------------
+
+    def check_hyperparameters(self) -> None:
+        """Raise ``ValueError`` for hyperparameters that ``torch.optim`` would refuse."""
+
+    def state_keys(self) -> tuple[str, ...]:
+        """The entries of one parameter's state once it has taken a step."""
+        return ()
+
+    def update(self, xp, param, grad, state: dict):
+        """The new value of ``param``; may add to or replace entries of ``state``."""
+        raise NotImplementedError
+
+    # --- training ------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One update of every parameter from the gradients in ``grads``."""
+        for name, layer, key in self.model.parameters():
+            param = layer.params[key]
+            state = self.state.setdefault(name, {})
+            for entry, value in state.items():
+                state[entry] = placed_like(value, param)
+            xp = array_api_compat.array_namespace(param)
+            layer.params[key] = self.update(xp, param, layer.grads[key], state)
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero (``model.zero_grads()``), as before each ``backward``."""
+        self.model.zero_grads()
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def config(self) -> dict:
+        """The optimizer's type and hyperparameters: enough to rebuild it for a model."""
+        return {"type": self.name, "args": {k: getattr(self, k) for k in self.hyperparameters}}
+
+    def state_dict(self) -> dict:
+        """``config()`` plus ``"state"``: each parameter's state by qualified name (no copies).
+
+        State arrays are never changed in place, so the arrays in a state dict keep
+        the values they had when it was taken.
+        """
+        return {**self.config(), "state": {name: dict(s) for name, s in self.state.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Take hyperparameters and state from ``state_dict`` (arrays from any backend).
+
+        Anything that does not fit the model raises one ``CheckpointError`` that lists
+        every problem: another optimizer type, unknown hyperparameters, state for
+        parameters the model does not have, missing or unexpected state entries, and
+        arrays whose shapes differ from their parameters'.
+        """
+        problems = []
+        if state_dict.get("type") != self.name:
+            problems.append(f"the state dict is for {state_dict.get('type')!r}, not {self.name!r}")
+        before, args = self.config()["args"], state_dict.get("args", {})
+        problems += [f"unexpected hyperparameter {k!r}" for k in args
+                     if k not in self.hyperparameters]
+        if not problems:  # the state entries expected depend on the new hyperparameters
+            try:
+                self._set_hyperparameters({**before, **args})
+            except (TypeError, ValueError) as error:
+                problems.append(f"invalid hyperparameters {args!r}: {error}")
+        params = {name: layer.params[key] for name, layer, key in self.model.parameters()}
+        for name, entries in state_dict.get("state", {}).items():
+            if name not in params:
+                problems.append(f"state for {name!r}, which is not a parameter of the model")
+                continue
+            problems += self._entry_problems(name, entries, params[name])
+        if problems:
+            self._set_hyperparameters(before)
+            raise CheckpointError(f"{self.name}: the state dict does not fit the optimizer and "
+                                  f"its model ({len(problems)} problems):\n  "
+                                  + "\n  ".join(problems))
+        self.state = {name: dict(entries) for name, entries in state_dict.get("state", {}).items()}
+
+    def _entry_problems(self, name: str, entries: dict, param) -> list[str]:
+        if not entries:  # a parameter that has not taken a step yet
+            return []
+        expected = self.state_keys()
+        problems = [f"missing state {k!r} for {name!r}" for k in expected if k not in entries]
+        problems += [f"unexpected state {k!r} for {name!r}" for k in entries if k not in expected]
+        for entry, value in entries.items():
+            if entry not in expected:
+                continue
+            if hasattr(value, "shape"):
+                if tuple(value.shape) != tuple(param.shape):
+                    problems.append(f"shape mismatch for {name!r} {entry!r}: the state has "
+                                    f"{tuple(value.shape)}, the parameter {tuple(param.shape)}")
+            elif not isinstance(value, int) or isinstance(value, bool):
+                problems.append(f"state {entry!r} for {name!r} is neither an array nor an int: "
+                                f"got {describe(value)}")
+        return problems
+
+    def _set_hyperparameters(self, values: dict) -> None:
+        missing = [k for k in self.hyperparameters if k not in values]
+        if missing:
+            raise TypeError(f"{self.name}: missing hyperparameters {missing}")
+        for key in self.hyperparameters:
+            setattr(self, key, values[key])
+        self.check_hyperparameters()
+
+
+def placed_like(value, param):
+    """``value`` in the namespace, device and dtype of ``param`` (scalars pass through)."""
+    if not hasattr(value, "shape"):
+        return value
+    device = array_api_compat.device(param)
+    if (type(value) is type(param) and value.dtype == param.dtype
+            and array_api_compat.device(value) == device):
+        return value
+    host = backends.for_array(value).to_host(value)
+    return backends.for_array(param).from_host(host, device, param.dtype)
+
+
+def build(model: BaseLayer, config: dict) -> Optimizer:
+    """The optimizer that ``config`` describes, for ``model``; ``CheckpointError`` if unknown.
+
+    The type is looked up among the optimizers that ``mnn.optim`` exports and nowhere
+    else: no ``eval``, no import by name, so a checkpoint cannot run code.
+    """
+    import mnn.optim
+
+    if not (isinstance(config, dict) and isinstance(config.get("type"), str)
+            and isinstance(config.get("args"), dict)):
+        raise CheckpointError(f"build: expected an optimizer config {{'type': ..., 'args': "
+                              f"{{...}}}}, got {config!r}")
+    known = {name: getattr(mnn.optim, name) for name in mnn.optim.__all__}
+    known = {name: cls for name, cls in known.items()
+             if isinstance(cls, type) and issubclass(cls, Optimizer) and cls is not Optimizer}
+    if config["type"] not in known:
+        raise CheckpointError(f"build: unknown optimizer type {config['type']!r}; known "
+                              f"optimizers: {', '.join(sorted(known))}")
+    try:
+        return known[config["type"]](model, **config["args"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"build: cannot construct {config['type']} from the arguments "
+                              f"{config['args']!r}: {error}") from error
