@@ -26,6 +26,14 @@ def log_softmax_vjp(xp, s, g, axis: int):
     return g - s * xp.sum(g, axis=axis, keepdims=True)  # Eq. (4)
 
 
+def sample_shape_argument(layer, shape: tuple, sample_shape) -> tuple:
+    """The one-sample shape from ``*shape`` or the ``sample_shape`` keyword (not both)."""
+    if shape and sample_shape is not None:
+        raise ValueError(f"{layer.name}: give the sample shape once, either positionally "
+                         f"{shape} or as sample_shape={sample_shape!r}, not both")
+    return tuple(shape) if sample_shape is None else tuple(sample_shape)
+
+
 class LogSoftmaxLayer(BaseLayer):
     r"""Log-softmax along ``axis``: :math:`\log \operatorname{softmax}(x)`, computed stably.
 
@@ -81,10 +89,7 @@ class LogSoftmaxLayer(BaseLayer):
 
     def __init__(self, *shape: int, axis: int = 1, sample_shape=None):
         super().__init__()
-        if shape and sample_shape is not None:
-            raise ValueError(f"{self.name}: give the sample shape once, either positionally "
-                             f"{shape} or as sample_shape={sample_shape!r}, not both")
-        self.shape = tuple(shape) if sample_shape is None else tuple(sample_shape)
+        self.shape = sample_shape_argument(self, shape, sample_shape)
         self.axis = axis
         self.args = {"sample_shape": self.shape, "axis": axis}
 

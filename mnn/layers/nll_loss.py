@@ -23,13 +23,17 @@ def nll(xp, log_p, labels, axis: int):
     r""":math:`-\frac{1}{N}\sum_i \log p_{i, y_i}`, Eq. (1) of ``NllLossLayer``: a 0-d array."""
     index = xp.expand_dims(xp.astype(labels, xp.int64, copy=False), axis=axis)  # torch wants int64
     picked = xp.take_along_axis(log_p, index, axis=axis)  # log p_{i, y_i}, size 1 along axis
-    return -xp.sum(picked) / math.prod(labels.shape)  # Eq. (1)
+    return -xp.sum(picked) / count(labels)  # Eq. (1)
 
 
-def one_hot_mean(labels, like, axis: int):
-    r""":math:`\frac{1}{N}[j = y_i]`: the one-hot labels along ``axis``, over the label count."""
-    onehot = xpx.one_hot(labels, like.shape[axis], dtype=like.dtype, axis=axis)
-    return onehot / math.prod(labels.shape)
+def count(labels) -> int:
+    """:math:`N`, the number of label positions the loss is the mean over."""
+    return math.prod(labels.shape)
+
+
+def one_hot(labels, like, axis: int):
+    r""":math:`[j = y_i]`: labels compared with ``arange(n)`` along ``axis``, like ``like``."""
+    return xpx.one_hot(labels, like.shape[axis], dtype=like.dtype, axis=axis)
 
 
 class NllLossLayer(BaseLayer):
@@ -80,4 +84,4 @@ class NllLossLayer(BaseLayer):
 
     def backward(self):
         inputs, labels, axis = self.saved_for_backward()
-        return -one_hot_mean(labels, inputs, axis)  # Eq. (2)
+        return -one_hot(labels, inputs, axis) / count(labels)  # Eq. (2)
