@@ -140,7 +140,8 @@ class BaseLayer:
             raise DTypeError(f"{self.name}: expected floating-point {what}, got {describe(inputs)}")
         if not self.params:
             return xp
-        arrived = Placement(backends.for_array(inputs), array_api_compat.device(inputs), inputs.dtype)
+        arrived = Placement(backends.for_array(inputs), array_api_compat.device(inputs),
+                            inputs.dtype)
         if not self._placed:
             self._move_params(arrived)
         elif arrived != self.placement:

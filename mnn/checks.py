@@ -1,21 +1,27 @@
-"""Input checks shared by the layers. Each raises with the layer's name, what it expected and what arrived."""
+"""Input checks shared by the layers.
+
+Each raises with the layer's name, what it expected and what arrived.
+"""
 
 from __future__ import annotations
 
 from mnn.errors import DTypeError, LabelError, PlacementError, ShapeError, describe
 
 
-def check_rank(layer, array, min_rank: int, what: str = "inputs", max_rank: int | None = None) -> None:
+def check_rank(layer, array, min_rank: int, what: str = "inputs",
+               max_rank: int | None = None) -> None:
     rank = len(array.shape)
     if rank < min_rank or (max_rank is not None and rank > max_rank):
         wanted = f"exactly {min_rank}" if max_rank == min_rank else f"at least {min_rank}"
-        raise ShapeError(f"{layer.name}: expected {what} with {wanted} dimensions, got {describe(array)}")
+        raise ShapeError(
+            f"{layer.name}: expected {what} with {wanted} dimensions, got {describe(array)}")
 
 
 def check_size(layer, array, axis: int, size: int, what: str = "inputs") -> None:
     if array.shape[axis] != size:
         raise ShapeError(
-            f"{layer.name}: expected {what} with size {size} along axis {axis}, got {describe(array)}")
+            f"{layer.name}: expected {what} with size {size} along axis {axis}, "
+            f"got {describe(array)}")
 
 
 def check_same_shape(layer, array, reference, what: str, reference_what: str) -> None:
@@ -32,7 +38,8 @@ def check_labels(layer, xp, labels, logits, axis: int) -> None:
     expected = tuple(s for i, s in enumerate(logits.shape) if i != axis % len(logits.shape))
     if tuple(labels.shape) != expected:
         raise LabelError(
-            f"{layer.name}: expected labels of shape {expected} (one per sample), got {describe(labels)}")
+            f"{layer.name}: expected labels of shape {expected} (one per sample), "
+            f"got {describe(labels)}")
     n_classes = logits.shape[axis]
     if labels.shape and bool(xp.any((labels < 0) | (labels >= n_classes))):
         low, high = int(xp.min(labels)), int(xp.max(labels))
@@ -43,7 +50,8 @@ def check_labels(layer, xp, labels, logits, axis: int) -> None:
 
 def normalize_axis(layer, axis: int, rank: int) -> int:
     if not -rank <= axis < rank:
-        raise ShapeError(f"{layer.name}: axis {axis} is out of range for inputs with {rank} dimensions")
+        raise ShapeError(
+            f"{layer.name}: axis {axis} is out of range for inputs with {rank} dimensions")
     return axis % rank
 
 

@@ -45,7 +45,8 @@ def host_generator(rng: int | np.random.Generator | None = None) -> np.random.Ge
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng: expected an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+    raise TypeError(
+        f"rng: expected an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
 def he_uniform(shape: tuple[int, ...], fan_in: int, rng: np.random.Generator) -> np.ndarray:

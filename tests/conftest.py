@@ -86,7 +86,8 @@ def _targets(config) -> list[Target]:
             name, device = _parse(spec)
             reason = _present(name, device)
             if reason:
-                raise pytest.UsageError(f"test target {spec!r} was asked for but is absent: {reason}")
+                raise pytest.UsageError(
+                    f"test target {spec!r} was asked for but is absent: {reason}")
             chosen.append(Target(backends.get(name), device))
         return chosen
     return [Target(backends.get(n), d) for n, d in map(_parse, DEFAULT_TARGETS)

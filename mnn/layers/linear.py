@@ -74,7 +74,7 @@ class LinearLayer(BaseLayer):
             self.add_param("b", generator.uniform(0.0, 0.0, size=(out_features,)))
 
     def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
+        self.adopt(inputs)
         check_rank(self, inputs, 1)
         check_size(self, inputs, -1, self.in_features)
         self.save_for_backward(inputs)
