@@ -1,6 +1,7 @@
 """The layers, one per file. Each file holds the math (docstring), forward and backward."""
 
 from mnn.layers.attention import MultiHeadAttention
+from mnn.layers.cross_entropy_loss import CrossEntropyLossLayer
 from mnn.layers.linear import LinearLayer
 from mnn.layers.log import LogLayer
 from mnn.layers.log_softmax import LogSoftmaxLayer
@@ -11,6 +12,7 @@ from mnn.layers.sequential import SequentialLayers
 from mnn.layers.softmax import SoftmaxLayer
 
 __all__ = [
+    "CrossEntropyLossLayer",
     "LinearLayer",
     "LogLayer",
     "LogSoftmaxLayer",

@@ -1,0 +1,70 @@
+r"""Cross-entropy loss on logits: log-softmax and negative log-likelihood, fused."""
+
+from __future__ import annotations
+
+from mnn.base import BaseLayer
+from mnn.checks import check_sample_shape
+from mnn.layers.log_softmax import LogSoftmaxLayer, sample_shape_argument
+from mnn.layers.nll_loss import check_logits_and_labels, count, nll, one_hot
+
+
+class CrossEntropyLossLayer(BaseLayer):
+    r"""Cross-entropy of integer labels under ``softmax(logits)``, mean over samples.
+
+    ``CrossEntropyLossLayer(*shape, axis=1)``: inputs are raw logits :math:`x` of
+    shape ``(batch, n_classes)``, feedbacks integer labels :math:`y` of shape
+    ``(batch,)``. As in ``torch.nn.functional.cross_entropy``, logits may also be
+    ``(batch, n_classes, d1, ...)`` with labels ``(batch, d1, ...)``; ``axis`` names
+    the class axis and the labels have the logits' shape without it. The mean runs
+    over all :math:`N` label positions. ``*shape`` is the shape of one sample, as
+    in ``LogSoftmaxLayer``: checked when given, stored as ``sample_shape``.
+
+    Forward
+    -------
+    The same as ``LogSoftmaxLayer`` followed by ``NllLossLayer``, with the same code
+    (``LogSoftmaxLayer.stable_log_softmax`` and ``nll``):
+
+    .. math::
+        \log S_{ij} = x_{ij} - \log \sum_k e^{x_{ik}}, \qquad
+        L = -\frac{1}{N} \sum_{i=1}^{N} \log S_{i, y_i}  \qquad (1)
+
+    with the max-shifted log-sum-exp, so logits of :math:`10^4` stay finite.
+
+    Gradient
+    --------
+    By the chain rule through the two layers: the NLL gradient is
+    :math:`\partial L / \partial \log S_{ik} = -\frac{1}{N}[k = y_i]`, and the
+    log-softmax Jacobian of each sample is
+    :math:`\partial \log S_{ik} / \partial x_{ij} = \delta_{kj} - S_{ij}`. Hence
+
+    .. math::
+        \frac{\partial L}{\partial x_{ij}}
+            = \sum_k \Big(-\frac{1}{N}[k = y_i]\Big)(\delta_{kj} - S_{ij})
+            = -\frac{1}{N}\big([j = y_i] - S_{ij}\big)
+            = \frac{S_{ij} - \mathrm{onehot}(y)_{ij}}{N}  \qquad (2)
+
+    (only :math:`k = y_i` survives the sum). Fused, the backward pass is one
+    subtraction of the size of the logits: no Jacobian, no log-softmax VJP.
+    ``backward()`` takes no argument (``is_loss``) and returns exactly (2), the
+    gradient of the returned scalar, :math:`1/N` included.
+    """
+
+    is_loss = True
+
+    def __init__(self, *shape: int, axis: int = 1, sample_shape=None):
+        super().__init__()
+        self.shape = sample_shape_argument(self, shape, sample_shape)
+        self.axis = axis
+        self.args = {"sample_shape": self.shape, "axis": axis}
+
+    def forward(self, inputs, feedbacks=None):
+        xp = self.adopt(inputs)
+        check_sample_shape(self, inputs, self.shape)
+        axis = check_logits_and_labels(self, xp, inputs, feedbacks, self.axis)
+        log_p, s = LogSoftmaxLayer.stable_log_softmax(inputs, axis)  # Eq. (1), first half
+        self.save_for_backward(s, feedbacks, axis)
+        return nll(xp, log_p, feedbacks, axis)  # Eq. (1), second half
+
+    def backward(self):
+        s, labels, axis = self.saved_for_backward()
+        return (s - one_hot(labels, s, axis)) / count(labels)  # Eq. (2)
