@@ -5,8 +5,9 @@ layer's docstring) and written once against the Python array API standard, so th
 same code runs on NumPy, PyTorch, CuPy, JAX and array-api-strict arrays.
 """
 
-from mnn import backends
+from mnn import backends, optim
 from mnn.base import BaseLayer
+from mnn.checkpoint import load, save
 from mnn.errors import (
     BackwardBeforeForwardError,
     CheckpointError,
@@ -23,7 +24,7 @@ from mnn.layers import __all__ as _layers
 __version__ = "0.1.0"
 
 __all__ = [
-    "backends", "BaseLayer", "manual_seed",
+    "backends", "optim", "BaseLayer", "manual_seed", "save", "load",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
     "BackwardBeforeForwardError", "CheckpointError",
     *_layers,
