@@ -52,6 +52,15 @@ def test_gradcheck_ending_in_a_loss(target, rng, batch):
     assert gradcheck(net, x, y)
 
 
+@pytest.mark.parametrize("batch", [6, 1])
+def test_gradcheck_ending_in_cross_entropy(target, rng, batch):
+    if not hasattr(mnn, "CrossEntropyLossLayer"):
+        pytest.skip("CrossEntropyLossLayer is not in mnn yet (another part of issue #2)")
+    net = mnn.SequentialLayers([*mlp(), mnn.CrossEntropyLossLayer()])
+    labels = target.asarray(rng.integers(0, 3, size=batch))
+    assert gradcheck(net, target.asarray(rng.standard_normal((batch, 4))), labels)
+
+
 def test_forward_matches_numpy_reference(target, rng):
     net = mlp()
     net[2].params["b"] = rng.standard_normal(3)
