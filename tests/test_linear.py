@@ -1,4 +1,4 @@
-"""LinearLayer: gradients, forward against NumPy, float32 against float64, errors, torch.autograd."""
+"""LinearLayer: gradients, forward vs NumPy, float32 vs float64, errors, torch.autograd."""
 
 import array_api_compat
 import numpy as np
@@ -8,7 +8,8 @@ import mnn
 from mnn.testing import gradcheck
 
 
-@pytest.mark.parametrize("shape", [(5, 4), (1, 4), (2, 3, 4)], ids=["batch", "batch1", "leading-dims"])
+@pytest.mark.parametrize("shape", [(5, 4), (1, 4), (2, 3, 4)],
+                         ids=["batch", "batch1", "leading-dims"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_gradcheck(target, rng, shape, bias):
     layer = mnn.LinearLayer(4, 3, bias=bias, rng=0)
@@ -34,7 +35,7 @@ def test_float32_agrees_with_float64(target, rng):
         grad_in = layer.backward(target.asarray(g, dtype))
         results[dtype] = [target.to_host(a).astype(np.float64)
                           for a in (out, grad_in, layer.grads["w"], layer.grads["b"])]
-    for low, high in zip(results["float32"], results["float64"]):
+    for low, high in zip(results["float32"], results["float64"], strict=True):
         np.testing.assert_allclose(low, high, rtol=1e-5, atol=1e-5)
 
 
@@ -65,7 +66,8 @@ def test_parameters_follow_the_inputs(target, rng):
 
 def test_wrong_feature_size_is_a_clear_error(target, rng):
     layer = mnn.LinearLayer(4, 3, rng=0)
-    with pytest.raises(mnn.ShapeError, match=r"LinearLayer: expected inputs with size 4 along axis -1"):
+    with pytest.raises(mnn.ShapeError,
+                       match=r"LinearLayer: expected inputs with size 4 along axis -1"):
         layer(target.asarray(rng.standard_normal((2, 5))))
 
 
@@ -75,7 +77,8 @@ def test_scalar_input_is_a_clear_error(target):
 
 
 def test_integer_inputs_are_a_clear_error(target):
-    with pytest.raises(mnn.DTypeError, match=r"LinearLayer: expected floating-point inputs, got .*int"):
+    with pytest.raises(mnn.DTypeError,
+                       match=r"LinearLayer: expected floating-point inputs, got .*int"):
         mnn.LinearLayer(4, 3, rng=0)(target.asarray(np.ones((2, 4), dtype=np.int64)))
 
 
@@ -85,7 +88,8 @@ def test_non_array_is_a_clear_error():
 
 
 def test_backward_before_forward_is_a_clear_error(target):
-    with pytest.raises(mnn.BackwardBeforeForwardError, match=r"LinearLayer: backward\(\) was called before forward"):
+    with pytest.raises(mnn.BackwardBeforeForwardError,
+                       match=r"LinearLayer: backward\(\) was called before forward"):
         mnn.LinearLayer(4, 3, rng=0).backward(target.asarray(np.ones((2, 3))))
 
 
@@ -111,7 +115,8 @@ def test_to_moves_parameters_and_returns_the_layer(rng):
     xs = pytest.importorskip("array_api_strict")
     assert layer.params["w"].device == xs.Device("device2")
     assert layer.params["w"].dtype == xs.float32
-    out = layer(xs.asarray(rng.standard_normal((2, 4)), dtype=xs.float32, device=xs.Device("device2")))
+    out = layer(xs.asarray(rng.standard_normal((2, 4)), dtype=xs.float32,
+                           device=xs.Device("device2")))
     assert out.device == xs.Device("device2")
     with pytest.raises(mnn.PlacementError, match="device device2.*device CPU_DEVICE"):
         layer(xs.asarray(rng.standard_normal((2, 4)), dtype=xs.float32))

@@ -4,7 +4,8 @@ r"""Finite-difference gradient checking for any layer that keeps the mnn contrac
 (and accumulates into ``layer.grads``) with central differences of ``layer.forward``:
 
 .. math::
-    \frac{\partial f}{\partial x_j} \approx \frac{f(x + \varepsilon e_j) - f(x - \varepsilon e_j)}{2\varepsilon},
+    \frac{\partial f}{\partial x_j} \approx
+    \frac{f(x + \varepsilon e_j) - f(x - \varepsilon e_j)}{2\varepsilon},
 
 whose truncation error is :math:`O(\varepsilon^2)` and rounding error
 :math:`O(u / \varepsilon)` for unit roundoff :math:`u`; hence the per-dtype
@@ -184,8 +185,8 @@ def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
                 unit[k] = 1.0
                 exact[k, :] = analytic_for(var, unit.reshape(out_shape)).reshape(-1)
             _compare(exact, numeric, atol, rtol, where, var.label,
-                     lambda k, j, s=shape: f"output index {_unravel(k, out_shape)}, "
-                                           f"{_what(var)} index {_unravel(j, s)}")
+                     lambda k, j, s=shape, v=var: f"output index {_unravel(k, out_shape)}, "
+                                                  f"{_what(v)} index {_unravel(j, s)}")
         else:
             for r in range(projections):
                 u = rng.standard_normal(shape)
@@ -231,7 +232,7 @@ def _compare(exact, numeric, atol, rtol, where, label, describe_index) -> None:
 def _check_no_writes(layer, inputs, floating, backend, cotangent_host, analytic, where) -> None:
     before = [backend.to_host(inputs[i]).copy() for i in floating]
     analytic(cotangent_host)
-    for i, old in zip(floating, before):
+    for i, old in zip(floating, before, strict=True):
         if not np.array_equal(backend.to_host(inputs[i]), old, equal_nan=True):
             raise GradcheckError(f"gradcheck failed: {where}: forward or backward wrote into "
                                  f"its inputs (input {i} changed)")
@@ -248,13 +249,15 @@ def _check_repeatable(layer, inputs, floating, several, is_loss, backend, cotang
     for _ in range(2):
         returned = layer.backward() if is_loss else layer.backward(cotangent)
         returned = list(returned) if several else [returned]
-        runs.append([None if g is None else backend.to_host(g).astype(np.float64) for g in returned])
+        runs.append([None if g is None else backend.to_host(g).astype(np.float64)
+                     for g in returned])
         runs[-1].append({name: backend.to_host(owner.grads[key]).astype(np.float64)
                          for name, owner, key in layer.parameters()})
     if kept is not None and not np.array_equal(backend.to_host(cotangent), kept):
-        raise GradcheckError(f"gradcheck failed: {where}: backward wrote into its gradients argument")
+        raise GradcheckError(
+            f"gradcheck failed: {where}: backward wrote into its gradients argument")
     first, second = runs
-    for g1, g2 in zip(first[:-1], second[:-1]):
+    for g1, g2 in zip(first[:-1], second[:-1], strict=True):
         if g1 is not None and not np.allclose(g1, g2, atol=atol, rtol=rtol):
             raise GradcheckError(f"gradcheck failed: {where}: backward run twice after one forward "
                                  f"returned different input gradients")
