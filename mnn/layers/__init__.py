@@ -6,6 +6,7 @@ from mnn.layers.linear import LinearLayer
 from mnn.layers.log import LogLayer
 from mnn.layers.log_softmax import LogSoftmaxLayer
 from mnn.layers.matrix_product import MatrixProduct
+from mnn.layers.mse_loss import MSELossLayer
 from mnn.layers.nll_loss import NllLossLayer
 from mnn.layers.relu import ReluLayer
 from mnn.layers.sequential import SequentialLayers
@@ -16,6 +17,7 @@ __all__ = [
     "LinearLayer",
     "LogLayer",
     "LogSoftmaxLayer",
+    "MSELossLayer",
     "MatrixProduct",
     "MultiHeadAttention",
     "NllLossLayer",

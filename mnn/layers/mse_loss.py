@@ -1,0 +1,54 @@
+r"""Mean squared error loss: summed over features, averaged over the batch."""
+
+from __future__ import annotations
+
+from mnn.base import BaseLayer
+from mnn.checks import check_rank, check_same_placement, check_same_shape
+
+
+class MSELossLayer(BaseLayer):
+    r"""Squared error summed over each sample's features, mean over the batch.
+
+    Inputs :math:`x` of shape ``(batch, ...)``; feedbacks: float targets :math:`y`
+    of the same shape, library, device and dtype. With :math:`B` = ``inputs.shape[0]``,
+    the sum runs over every other axis (the features):
+
+    Forward
+    -------
+    .. math::
+        L = \frac{1}{B} \sum_{i=1}^{B} \sum_{f} (x_{if} - y_{if})^2  \qquad (1)
+
+    Note the normalisation: this is ``torch.nn.functional.mse_loss(x, y,
+    reduction="sum") / B``, not PyTorch's default ``reduction="mean"``, which also
+    divides by the number of features.
+
+    Gradient
+    --------
+    Each :math:`x_{if}` appears in exactly one term of (1):
+
+    .. math::
+        \frac{\partial L}{\partial x_{if}} = \frac{2 (x_{if} - y_{if})}{B}  \qquad (2)
+
+    An elementwise expression the size of the input; no Jacobian. ``backward()``
+    takes no argument (``is_loss``) and returns exactly (2), the gradient of the
+    returned scalar, :math:`1/B` included. The targets get no gradient.
+    """
+
+    is_loss = True
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, inputs, feedbacks=None):
+        xp = self.adopt(inputs)
+        check_rank(self, inputs, 1)
+        self.adopt(feedbacks, "targets")
+        check_same_shape(self, feedbacks, inputs, "targets", "inputs")
+        check_same_placement(self, feedbacks, inputs, "targets", "inputs")
+        difference = inputs - feedbacks
+        self.save_for_backward(difference)
+        return xp.sum(difference * difference) / inputs.shape[0]  # Eq. (1)
+
+    def backward(self):
+        (difference,) = self.saved_for_backward()
+        return (2 * difference) / difference.shape[0]  # Eq. (2)
