@@ -1,0 +1,168 @@
+"""The timing harness: contenders run in turn (round-robin), after a warm-up, many times.
+
+Why round-robin: on a shared or throttled machine the speed drifts over seconds.
+Timing contender A for ten seconds and then B for ten seconds turns that drift
+into a difference between A and B. Alternating them (A B C, B C A, C A B, ...)
+spreads the drift over all of them, so the ratio of their medians stays honest.
+
+Each sample times ``number`` calls in a row (chosen per contender so one sample
+lasts about ``sample_s``) and divides, so that microsecond steps are not lost in
+the timer's resolution. We report the min, median and max of the samples and the
+ratio of each median to the reference contender's median.
+
+``machine_info()`` records what decides the numbers besides the code: the CPU,
+the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
+``architecture`` field: ``Haswell`` is AVX2, ``SkylakeX`` is AVX-512).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Contender:
+    """One way of doing the work.
+
+    ``build()`` prepares everything (arrays, models) and returns the function
+    that does one unit of work; ``sync()`` waits for queued device work (a GPU),
+    so that the clock stops when the work is done, not when it was queued.
+    ``skip`` is the reason it cannot run here (a missing library), or None.
+    """
+
+    name: str
+    build: Callable[[], Callable[[], object]]
+    sync: Callable[[], None] = lambda: None
+    skip: str | None = None
+
+
+def compare(contenders: list[Contender], reference: str, *, repeats: int = 30,
+            warmup: int = 5, sample_s: float = 0.02) -> dict:
+    """Time every contender round-robin; returns JSON-ready results.
+
+    ``{"reference": name, "results": [{"name", "min_ms", "median_ms", "max_ms",
+    "ratio", "number", "samples_ms"} or {"name", "skipped": reason}]}``.
+    """
+    runnable, results = [], {}
+    for contender in contenders:
+        if contender.skip:
+            results[contender.name] = {"name": contender.name, "skipped": contender.skip}
+            continue
+        step = contender.build()
+        for _ in range(warmup):
+            step()
+        contender.sync()
+        runnable.append((contender, step, _calibrate(step, contender.sync, sample_s)))
+    samples = {contender.name: [] for contender, _, _ in runnable}
+    for r in range(repeats):
+        shift = r % max(len(runnable), 1)  # rotate who goes first: A B C, B C A, ...
+        for contender, step, number in runnable[shift:] + runnable[:shift]:
+            samples[contender.name].append(_time(step, contender.sync, number))
+    for contender, _, number in runnable:
+        times = sorted(samples[contender.name])
+        results[contender.name] = {
+            "name": contender.name, "min_ms": 1e3 * times[0],
+            "median_ms": 1e3 * statistics.median(times), "max_ms": 1e3 * times[-1],
+            "number": number, "samples_ms": [1e3 * t for t in samples[contender.name]]}
+    if reference in samples:
+        base = results[reference]["median_ms"]
+        for name in samples:
+            results[name]["ratio"] = results[name]["median_ms"] / base
+    return {"reference": reference,
+            "results": [results[contender.name] for contender in contenders]}
+
+
+def _time(step, sync, number: int) -> float:
+    """Seconds per call, over ``number`` calls in a row."""
+    start = time.perf_counter()
+    for _ in range(number):
+        step()
+    sync()
+    return (time.perf_counter() - start) / number
+
+
+def _calibrate(step, sync, sample_s: float) -> int:
+    """How many calls make one sample last about ``sample_s`` seconds."""
+    once = _time(step, sync, 1)
+    return max(1, min(10_000, round(sample_s / max(once, 1e-7))))
+
+
+def peak_bytes_numpy(prepare: Callable[[], object], work: Callable[[object], object]) -> int:
+    """Peak bytes that ``work(prepare())`` allocates beyond what existed before it ran.
+
+    NumPy reports its array buffers to ``tracemalloc``, so this counts every
+    temporary and the result. What ``prepare`` made (inputs, saved activations)
+    is already there when the count starts, so it is not counted.
+    """
+    tracemalloc.start()
+    try:
+        state = prepare()
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        result = work(state)
+        _, peak = tracemalloc.get_traced_memory()
+        del result
+    finally:
+        tracemalloc.stop()
+    return peak - before
+
+
+def machine_info() -> dict:
+    """CPU, cores, thread counts, BLAS kernels and versions, as seen by this process."""
+    info = {
+        "cpu": _cpu_model(), "machine": platform.machine(),
+        "cores_logical": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "environment": {k: os.environ[k] for k in sorted(os.environ)
+                        if k.startswith(("OPENBLAS", "OMP_", "MKL_", "MALLOC_"))},
+        "versions": {},
+    }
+    for module in ("numpy", "torch", "tinynn", "array_api_compat", "mnn"):
+        if module in sys.modules:
+            info["versions"][module] = getattr(sys.modules[module], "__version__", "?")
+    try:
+        import threadpoolctl
+    except ImportError:
+        info["threadpools"] = "threadpoolctl is not installed"
+    else:
+        keys = ("user_api", "internal_api", "prefix", "version", "num_threads",
+                "threading_layer", "architecture")
+        info["threadpools"] = [{k: pool.get(k) for k in keys}
+                               for pool in threadpoolctl.threadpool_info()]
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_interop_threads"] = torch.get_num_interop_threads()
+        info["torch_cuda"] = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                              else "no GPU present")
+    return info
+
+
+def blas_summary(info: dict) -> str:
+    """One line: which BLAS, which kernel, how many threads (e.g. ``openblas Haswell x2``)."""
+    pools = info.get("threadpools")
+    if not isinstance(pools, list):
+        return str(pools)
+    parts = [f"{p['internal_api']} {p.get('version') or ''} {p.get('architecture') or ''} "
+             f"x{p['num_threads']} ({p['prefix']})" for p in pools if p["user_api"] == "blas"]
+    return "; ".join(" ".join(part.split()) for part in parts) or "no BLAS found"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
