@@ -1,0 +1,364 @@
+"""Checkpoints: round trips on every target, torch float32 to NumPy and back, exact resume,
+atomic writes, and a clear CheckpointError for every file that does not fit."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import mnn
+import mnn.checkpoint
+from mnn.optim import SGD, Adam, AdamW
+
+
+def classifier(seed=0):
+    return mnn.SequentialLayers([mnn.LinearLayer(4, 6, rng=seed), mnn.ReluLayer(),
+                                 mnn.LinearLayer(6, 3, rng=seed + 1),
+                                 mnn.CrossEntropyLossLayer(3)])
+
+
+def batches(n, seed=0, batch=8):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((batch, 4)), rng.integers(0, 3, size=batch)) for _ in range(n)]
+
+
+def train(net, opt, data, asarray=lambda a: a):
+    for x, y in data:
+        opt.zero_grad()
+        net(asarray(x), asarray(y))
+        net.backward()
+        opt.step()
+
+
+def at(path):
+    """The start of an error message about the file ``path``, as a regular expression."""
+    return re.escape(f"{path}: ")
+
+
+def host_state(net):
+    return {name: mnn.backends.for_array(v).to_host(v) for name, v in net.state_dict().items()}
+
+
+def assert_same_state(got, expected):
+    assert list(got) == list(expected)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+        assert got[name].dtype == expected[name].dtype, name
+
+
+# --- round trips ------------------------------------------------------------------------
+
+def test_round_trip_with_optimizer_on_every_target(target, tmp_path):
+    net, path = classifier(), tmp_path / "model.safetensors"
+    opt = AdamW(net, lr=0.01)
+
+    def on_target(a):
+        return target.asarray(a, "float32" if a.dtype.kind == "f" else None)
+
+    train(net, opt, batches(3), on_target)
+    mnn.save(net, path, optimizer=opt)
+    model, loaded = mnn.load(path, with_optimizer=True)
+    assert model.config() == net.config() and loaded.config() == opt.config()
+    assert_same_state(model.state_dict(), host_state(net))  # host NumPy, float32 as stored
+    for name, entries in opt.state.items():
+        assert loaded.state[name]["step"] == entries["step"] == 3
+        for entry in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(loaded.state[name][entry], target.to_host(entries[entry]))
+    # Moved back to the target, the loaded pair continues exactly as the original does.
+    model.to(xp=target.backend.name, device=target.device)
+    more = batches(2, seed=1)
+    train(net, opt, more, on_target)
+    train(model, loaded, more, on_target)
+    assert_same_state(host_state(model), host_state(net))
+
+
+def test_torch_float32_checkpoint_loads_into_numpy_and_back(tmp_path, rng):
+    torch = pytest.importorskip("torch", reason="saving from torch tensors needs torch")
+    net, path = classifier(), tmp_path / "torch.safetensors"
+    x, y = rng.standard_normal((5, 4)), rng.integers(0, 3, size=5)
+    train(net, SGD(net, lr=0.1), [(x, y)], lambda a: torch.tensor(a, dtype=torch.float32)
+          if a.dtype.kind == "f" else torch.tensor(a))
+    logits = net[:3](torch.tensor(x, dtype=torch.float32))
+    mnn.save(net, path)
+
+    model = mnn.load(path)
+    weights = model.state_dict()
+    assert all(type(w) is np.ndarray and w.dtype == np.float32 for w in weights.values())
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(weights[name], value.numpy())
+    np.testing.assert_allclose(model[:3](x.astype(np.float32)), logits.numpy(), rtol=1e-6,
+                               atol=1e-6)
+    model.to(xp="torch")
+    back = model[:3](torch.tensor(x, dtype=torch.float32))
+    assert back.dtype == torch.float32
+    np.testing.assert_array_equal(back.numpy(), logits.numpy())
+
+
+@pytest.mark.parametrize("optimizer, hyper", [
+    (Adam, {"lr": 0.01}), (AdamW, {"lr": 0.01}),
+    (SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}), (SGD, {"lr": 0.1})],
+    ids=["adam", "adamw", "sgd-nesterov", "sgd"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_resume_is_exact(tmp_path, optimizer, hyper, dtype):
+    """5 steps, save, load, 5 more: bitwise the same weights as 10 straight steps."""
+    data = [(x.astype(dtype), y) for x, y in batches(10)]
+    straight = classifier()
+    train(straight, optimizer(straight, **hyper), data)
+
+    first = classifier()
+    opt = optimizer(first, **hyper)
+    train(first, opt, data[:5])
+    mnn.save(first, tmp_path / "resume.safetensors", optimizer=opt)
+    del first, opt
+    model, opt = mnn.load(tmp_path / "resume.safetensors", with_optimizer=True)
+    assert type(opt) is optimizer and opt.model is model
+    train(model, opt, data[5:])
+    assert_same_state(model.state_dict(), straight.state_dict())
+
+
+def test_a_bare_layer_round_trips(tmp_path):
+    layer = mnn.LinearLayer(3, 2, bias=False, init="glorot", rng=4)
+    mnn.save(layer, str(tmp_path / "linear.safetensors"))
+    loaded = mnn.load(str(tmp_path / "linear.safetensors"))
+    assert type(loaded) is mnn.LinearLayer and loaded.config() == layer.config()
+    assert_same_state(loaded.state_dict(), layer.state_dict())
+
+
+def test_file_is_plain_safetensors_with_json_metadata(tmp_path):
+    net, path = classifier(), tmp_path / "plain.safetensors"
+    opt = Adam(net)
+    train(net, opt, batches(1))
+    mnn.save(net, path, optimizer=opt)
+    data = path.read_bytes()
+    header_length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_length])  # a JSON header and raw bytes: no pickle
+    metadata = header.pop("__metadata__")
+    assert metadata["mnn.format_version"] == "1" and metadata["mnn.version"] == mnn.__version__
+    assert json.loads(metadata["mnn.model"]) == json.loads(json.dumps(net.config()))
+    assert json.loads(metadata["mnn.optimizer"]) == {
+        "type": "Adam", "args": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-8,
+                                 "weight_decay": 0.0},
+        "scalars": {name: {"step": 1} for name in ("0.w", "0.b", "2.w", "2.b")}}
+    tensors = load_file(path)  # any safetensors reader sees the weights under their names
+    assert sorted(tensors) == sorted([*net.state_dict()] + [
+        f"optimizer/{n}/{e}" for n in net.state_dict() for e in ("exp_avg", "exp_avg_sq")])
+    np.testing.assert_array_equal(tensors["2.w"], net.state_dict()["2.w"])
+
+
+def test_save_refuses_an_optimizer_of_another_model(tmp_path):
+    with pytest.raises(ValueError, match=r"mnn.save: the optimizer Adam\(.*\) updates another "
+                                         r"model than the one being saved"):
+        mnn.save(classifier(), tmp_path / "x.safetensors", optimizer=Adam(classifier()))
+    assert os.listdir(tmp_path) == []
+
+
+# --- atomic writes ----------------------------------------------------------------------
+
+@pytest.fixture
+def old_checkpoint(tmp_path):
+    path = tmp_path / "model.safetensors"
+    mnn.save(classifier(seed=7), path)
+    return path, path.read_bytes()
+
+
+@pytest.mark.parametrize("error", [OSError("No space left on device"), KeyboardInterrupt()],
+                         ids=["disk-full", "interrupt"])
+def test_a_write_that_fails_midway_leaves_the_old_file(old_checkpoint, monkeypatch, error):
+    path, before = old_checkpoint
+    written = []
+
+    def write_half_then_fail(file, data):
+        file.write(data[:len(data) // 2])
+        file.flush()
+        written.append(os.path.getsize(file.name))
+        raise error
+
+    monkeypatch.setattr(mnn.checkpoint, "_write_all", write_half_then_fail)
+    with pytest.raises(type(error)):
+        mnn.save(classifier(seed=8), path)
+    assert written and written[0] > 0  # the temporary file really had bytes in it
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
+
+
+def test_a_failing_fsync_leaves_the_old_file(old_checkpoint, monkeypatch):
+    path, before = old_checkpoint
+
+    def fail(descriptor):
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="Input/output error"):
+        mnn.save(classifier(seed=8), path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]
+
+
+class Unstorable(mnn.BaseLayer):
+    def __init__(self):
+        super().__init__()
+        self.args = {"values": {1, 2}}  # a set: not JSON
+
+
+def test_unserialisable_metadata_leaves_the_old_file(old_checkpoint):
+    path, before = old_checkpoint
+    with pytest.raises(mnn.CheckpointError, match=r"mnn.save: the model's config\(\) cannot be "
+                                                  r"stored as JSON: .*set"):
+        mnn.save(Unstorable(), path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_a_successful_save_replaces_the_file_with_the_usual_permissions(old_checkpoint):
+    path, before = old_checkpoint
+    old_umask = os.umask(0o022)
+    try:
+        mnn.save(classifier(seed=8), path)
+    finally:
+        os.umask(old_umask)
+    assert path.read_bytes() != before
+    assert os.listdir(path.parent) == [path.name]
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o644
+    assert_same_state(mnn.load(path).state_dict(), classifier(seed=8).state_dict())
+
+
+# --- files that do not fit --------------------------------------------------------------
+
+def test_truncated_files(old_checkpoint):
+    path, data = old_checkpoint
+    for size in (len(data) - 10, len(data) // 2, 12, 3, 0):
+        path.write_bytes(data[:size])
+        with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}not a readable safetensors "
+                                                      rf"file \(corrupt or truncated\?\): "):
+            mnn.load(path)
+
+
+def test_random_garbage(tmp_path):
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}not a readable safetensors file"):
+        mnn.load(path)
+
+
+def test_safetensors_without_mnn_metadata(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"weight": np.zeros((2, 2))}, path, metadata={"format": "pt"})
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}a safetensors file, but not an mnn "
+                                                  r"checkpoint: its metadata has no "
+                                                  r"'mnn.format_version' \(it has \['format'\]\); "
+                                                  r"was it written by mnn.save\?"):
+        mnn.load(path)
+
+
+def rewrite(path, tensors=None, **metadata_changes):
+    """Save ``path`` again with some tensors or metadata entries replaced (None removes)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as file:
+        metadata = file.metadata()
+        old = {key: file.get_tensor(key) for key in file.keys()}
+    metadata.update(metadata_changes)
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    save_file(old if tensors is None else tensors(old), path, metadata=metadata)
+
+
+def test_weights_that_do_not_match_the_config(old_checkpoint):
+    path, _ = old_checkpoint
+    bigger = mnn.SequentialLayers([mnn.LinearLayer(4, 8), mnn.ReluLayer(), mnn.LinearLayer(8, 3),
+                                   mnn.LinearLayer(3, 3), mnn.CrossEntropyLossLayer(3)])
+
+    def change(tensors):
+        tensors["9.w"] = tensors.pop("2.b")
+        return tensors
+
+    rewrite(path, change, **{"mnn.model": json.dumps(bigger.config())})
+    with pytest.raises(mnn.CheckpointError) as info:
+        mnn.load(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: SequentialLayers: the state dict does not fit the model "
+                           f"(7 problems):")
+    for line in ["missing key '2.b'", "missing key '3.w'", "missing key '3.b'",
+                 "unexpected key '9.w'",
+                 "shape mismatch for '0.b': the checkpoint has (6,), the model (8,)",
+                 "shape mismatch for '0.w': the checkpoint has (6, 4), the model (8, 4)",
+                 "shape mismatch for '2.w': the checkpoint has (3, 6), the model (3, 8)"]:
+        assert f"\n  {line}" in text
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"mnn.format_version": "2"}, r"checkpoint format version '2', but this mnn reads version 1 "
+                                  r"\(the file says it was written by mnn 0"),
+    ({"mnn.model": None}, r"the metadata has no 'mnn.model'"),
+    ({"mnn.model": "{not json"}, r"'mnn.model' in the metadata is not valid JSON"),
+    ({"mnn.model": '{"type": "LinearLayer", "args": {"in_features": 4}}'},
+     r"build: cannot construct LinearLayer from the arguments \{'in_features': 4\}"),
+    ({"mnn.model": '{"type": "LinearLayer", "args": {"in_features": 4, "out_features": 6, '
+                   '"init": "zeros"}}'}, r"expected init='he' or init='glorot', got 'zeros'"),
+])
+def test_bad_metadata(old_checkpoint, metadata, message):
+    path, _ = old_checkpoint
+    rewrite(path, **metadata)
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}.*{message}"):
+        mnn.load(path)
+
+
+def test_loading_never_runs_code_from_the_file(old_checkpoint):
+    path, _ = old_checkpoint
+    marker = path.parent / "pwned"
+    command = {"type": "os.system", "args": {"command": f"touch {marker}"}}
+    rewrite(path, **{"mnn.model": json.dumps(command)})
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}build: unknown layer type "
+                                                  r"'os.system'; known layer types: .*LinearLayer"):
+        mnn.load(path)
+    nested = {"type": "SequentialLayers", "args": {"layers": [command]}}
+    rewrite(path, **{"mnn.model": json.dumps(nested)})
+    with pytest.raises(mnn.CheckpointError, match=r"unknown layer type 'os.system'"):
+        mnn.load(path)
+    assert not marker.exists()
+
+
+def test_optimizer_records_that_do_not_fit(tmp_path):
+    net, path = classifier(), tmp_path / "opt.safetensors"
+    opt = Adam(net)
+    train(net, opt, batches(1))
+    mnn.save(net, path)
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}the checkpoint holds no optimizer"):
+        mnn.load(path, with_optimizer=True)
+
+    mnn.save(net, path, optimizer=opt)
+    record = {"type": "os.system", "args": {}, "scalars": {}}
+    rewrite(path, **{"mnn.optimizer": json.dumps(record)})
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}build: unknown optimizer type "
+                                                  r"'os.system'; known optimizers: Adam, "
+                                                  r"AdamW, SGD"):
+        mnn.load(path, with_optimizer=True)
+    assert isinstance(mnn.load(path), mnn.SequentialLayers)  # the model alone still loads
+
+    mnn.save(net, path, optimizer=opt)
+    rewrite(path, **{"mnn.optimizer": json.dumps([1, 2])})
+    with pytest.raises(mnn.CheckpointError, match=r"'mnn.optimizer' in the metadata is not an "
+                                                  r"optimizer record"):
+        mnn.load(path, with_optimizer=True)
+
+    mnn.save(net, path, optimizer=opt)
+
+    def change(tensors):
+        tensors["optimizer/0.w/exp_avg"] = np.zeros((1, 2), np.float32)
+        tensors["optimizer/7.w/exp_avg"] = np.zeros(3, np.float32)
+        del tensors["optimizer/2.b/exp_avg_sq"]
+        return tensors
+
+    rewrite(path, change)
+    with pytest.raises(mnn.CheckpointError) as info:
+        mnn.load(path, with_optimizer=True)
+    text = str(info.value)
+    assert text.startswith(f"{path}: Adam: the state dict does not fit the optimizer and its "
+                           f"model (3 problems):")
+    for line in ["shape mismatch for '0.w' 'exp_avg': the state has (1, 2), the parameter (6, 4)",
+                 "state for '7.w', which is not a parameter of the model",
+                 "missing state 'exp_avg_sq' for '2.b'"]:
+        assert f"\n  {line}" in text
