@@ -189,3 +189,14 @@ def _junit_counts(path: Path, cell: Cell):
             why = case.find("skipped").get("message", "")
             skips[(target, why)] = skips.get((target, why), 0) + 1
     return {t: tuple(c) for t, c in counts.items() if any(c) or t in ids}, skips
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: mnn against the NumPy floor, torch.nn + autograd and tinynn (docs/benchmarks.*).
+
+    ``nox -s bench -- --quick`` for a smoke run. benchmarks/run.py unsets OPENBLAS_CORETYPE
+    and OPENBLAS_L2_SIZE in its timing subprocesses only.
+    """
+    session.install(".[torch]", "threadpoolctl", "matplotlib", "tinynn==0.1.1")
+    session.run("python", "benchmarks/run.py", *session.posargs)
