@@ -20,11 +20,6 @@ BATCH, N_IN, N_HIDDEN, N_CLASSES = 16, 5, 8, 3
 FLOAT64_TOL = 1e-10
 FLOAT32_TOL = 1e-5
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(mnn, "CrossEntropyLossLayer"),
-    reason="mnn.CrossEntropyLossLayer is not in mnn yet (issue #2)")
-
-
 def _network():
     return mnn.SequentialLayers([
         mnn.LinearLayer(N_IN, N_HIDDEN, rng=0), mnn.ReluLayer(),
