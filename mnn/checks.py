@@ -5,6 +5,8 @@ Each raises with the layer's name, what it expected and what arrived.
 
 from __future__ import annotations
 
+import math
+
 from mnn.errors import DTypeError, LabelError, PlacementError, ShapeError, describe
 
 
@@ -41,7 +43,7 @@ def check_labels(layer, xp, labels, logits, axis: int) -> None:
             f"{layer.name}: expected labels of shape {expected} (one per sample), "
             f"got {describe(labels)}")
     n_classes = logits.shape[axis]
-    if labels.shape and bool(xp.any((labels < 0) | (labels >= n_classes))):
+    if math.prod(labels.shape) > 0 and bool(xp.any((labels < 0) | (labels >= n_classes))):
         low, high = int(xp.min(labels)), int(xp.max(labels))
         raise LabelError(
             f"{layer.name}: expected labels in [0, {n_classes}) for {n_classes} classes, "

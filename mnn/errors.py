@@ -39,5 +39,11 @@ def describe(array) -> str:
         return f"an object of type {type(array).__name__}"
     from array_api_compat import device
 
-    return (f"{type(array).__module__.partition('.')[0]} array of dtype {array.dtype}, "
+    from mnn import backends
+
+    try:
+        library = backends.for_array(array).name
+    except TypeError:
+        library = type(array).__module__.partition(".")[0]
+    return (f"{library} array of dtype {array.dtype}, "
             f"shape {tuple(array.shape)}, on device {device(array)}")
