@@ -173,6 +173,8 @@ def _to_json(value, what: str) -> str:
 
 
 def _read(path: str) -> tuple[dict, dict]:
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: a directory, not a checkpoint file")
     try:
         with safe_open(path, framework="numpy") as file:
             metadata = file.metadata() or {}

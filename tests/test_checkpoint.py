@@ -237,6 +237,14 @@ def test_truncated_files(old_checkpoint):
             mnn.load(path)
 
 
+def test_missing_files_and_directories(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "absent"))):
+        mnn.load(tmp_path / "absent")
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(tmp_path)}a directory, not a "
+                                                  r"checkpoint file"):
+        mnn.load(tmp_path)
+
+
 def test_random_garbage(tmp_path):
     path = tmp_path / "garbage.safetensors"
     path.write_bytes(np.random.default_rng(0).bytes(1000))
