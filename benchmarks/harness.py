@@ -7,8 +7,9 @@ spreads the drift over all of them, so the ratio of their medians stays honest.
 
 Each sample times ``number`` calls in a row (chosen per contender so one sample
 lasts about ``sample_s``) and divides, so that microsecond steps are not lost in
-the timer's resolution. We report the min, median and max of the samples and the
-ratio of each median to the reference contender's median.
+the timer's resolution. We report the min, median and max of the samples, the
+ratio of each median to the reference contender's median, and the minor page
+faults per call (memory that was freed and is faulted back in, step after step).
 
 ``machine_info()`` records what decides the numbers besides the code: the CPU,
 the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
@@ -17,6 +18,7 @@ the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -61,16 +63,23 @@ def compare(contenders: list[Contender], reference: str, *, repeats: int = 30,
         contender.sync()
         runnable.append((contender, step, _calibrate(step, contender.sync, sample_s)))
     samples = {contender.name: [] for contender, _, _ in runnable}
+    faults = dict.fromkeys(samples, 0)  # minor page faults: freed memory faulted back in
+    calls = dict.fromkeys(samples, 0)
     for r in range(repeats):
         shift = r % max(len(runnable), 1)  # rotate who goes first: A B C, B C A, ...
         for contender, step, number in runnable[shift:] + runnable[:shift]:
+            before = _minor_faults()
             samples[contender.name].append(_time(step, contender.sync, number))
+            faults[contender.name] += _minor_faults() - before
+            calls[contender.name] += number
     for contender, _, number in runnable:
         times = sorted(samples[contender.name])
         results[contender.name] = {
             "name": contender.name, "min_ms": 1e3 * times[0],
             "median_ms": 1e3 * statistics.median(times), "max_ms": 1e3 * times[-1],
-            "number": number, "samples_ms": [1e3 * t for t in samples[contender.name]]}
+            "number": number,
+            "minor_faults_per_call": faults[contender.name] / calls[contender.name],
+            "samples_ms": [1e3 * t for t in samples[contender.name]]}
     if reference in samples:
         base = results[reference]["median_ms"]
         for name in samples:
@@ -86,6 +95,14 @@ def _time(step, sync, number: int) -> float:
         step()
     sync()
     return (time.perf_counter() - start) / number
+
+
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _calibrate(step, sync, sample_s: float) -> int:
@@ -126,9 +143,13 @@ def machine_info() -> dict:
                         if k.startswith(("OPENBLAS", "OMP_", "MKL_", "MALLOC_"))},
         "versions": {},
     }
-    for module in ("numpy", "torch", "tinynn", "array_api_compat", "mnn"):
+    for module, distribution in (("numpy", "numpy"), ("torch", "torch"), ("tinynn", "tinynn"),
+                                 ("array_api_compat", "array-api-compat"), ("mnn", "manual-nn")):
         if module in sys.modules:
-            info["versions"][module] = getattr(sys.modules[module], "__version__", "?")
+            try:
+                info["versions"][module] = importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                info["versions"][module] = getattr(sys.modules[module], "__version__", "?")
     try:
         import threadpoolctl
     except ImportError:

@@ -13,11 +13,13 @@ The environment of those subprocesses only (never this process, never the tests)
   OpenBLAS to a kernel that need not be this CPU's best (on one machine here NumPy
   ran the MLP step 1.7x slower with them). Each comparison reports the kernel
   that threadpoolctl then sees.
-* With ``--malloc-tuning`` (the default), ``MALLOC_MMAP_THRESHOLD_`` and
-  ``MALLOC_TRIM_THRESHOLD_`` are raised so that glibc keeps freed MB-sized
-  buffers instead of returning them to the kernel and page-faulting them back
-  in on the next step (see ../shared/FACTS.md); ``--no-malloc-tuning`` leaves them.
-  It applies to every contender alike. The output says which was used.
+* With ``--malloc-tuning``, ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
+  are raised so that glibc keeps freed MB-sized buffers instead of returning them
+  to the kernel and page-faulting them back in on the next step. On some machines
+  that made NumPy steps 2 to 4x slower at random. Off by default: on the machine
+  where this was written, mnn-numpy took at most about 50 minor page faults a step
+  and the setting changed nothing measurable. The tables report faults per call,
+  so a machine where it matters shows it; the output says which setting was used.
 """
 
 from __future__ import annotations
@@ -116,15 +118,16 @@ def write_markdown(report: dict, path: Path) -> None:
             continue
         memory = comparison["kind"] == "softmax"
         head = "| contender | min ms | median ms | max ms | ratio to " + comparison["reference"]
-        head += " | peak MiB | peak / input |" if memory else " |"
-        lines += [head, "|---" * (7 if memory else 5) + "|"]
+        head += " | page faults / call | peak MiB | peak / input |" if memory else \
+            " | page faults / call |"
+        lines += [head, "|---" * (8 if memory else 6) + "|"]
         for r in comparison["results"]:
             if "skipped" in r:
-                blanks = " |" * (5 if memory else 3)
+                blanks = " |" * (6 if memory else 4)
                 lines.append(f"| {r['name']} | skipped: {r['skipped']} |{blanks}")
                 continue
             row = (f"| {r['name']} | {r['min_ms']:.4g} | {r['median_ms']:.4g} | {r['max_ms']:.4g} "
-                   f"| {r.get('ratio', float('nan')):.2f}x |")
+                   f"| {r.get('ratio', float('nan')):.2f}x | {r['minor_faults_per_call']:.3g} |")
             if memory:
                 peak = r.get("peak_bytes")
                 row += (" not measured (CPU torch) | |" if peak is None else
@@ -158,6 +161,7 @@ def write_chart(report: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     shown = [c for c in report["comparisons"] if "results" in c]
     cols = min(3, max(len(shown), 1))
@@ -171,6 +175,8 @@ def write_chart(report: dict, path: Path) -> None:
         ax.barh(names, ratios, color=colors)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.invert_yaxis()
         ax.set_title(comparison["title"], fontsize=8)
         ax.set_xlabel(f"median time / {comparison['reference']}", fontsize=7)
@@ -188,7 +194,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: seconds, not minutes")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.*")
-    parser.add_argument("--malloc-tuning", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--malloc-tuning", action=argparse.BooleanOptionalAction, default=False,
+                        help="raise glibc's mmap and trim thresholds in the subprocesses")
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
     env, changes = bench_environment(args.malloc_tuning)
