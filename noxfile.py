@@ -88,9 +88,11 @@ def _absent(session: nox.Session, reason: str) -> None:
 
 
 @nox.session
-@nox.parametrize("cell", [nox.param(cell, id=cell.id) for cell in CELLS])
-def tests(session: nox.Session, cell: Cell) -> None:
+@nox.parametrize("cell_id", [nox.param(cell.id, id=cell.id) for cell in CELLS])
+def tests(session: nox.Session, cell_id: str) -> None:
     """Run the test suite on one backend and device (MNN_TEST_TARGETS)."""
+    # Parametrized by the id, a string: nox's --report (used by `matrix`) writes it as JSON.
+    cell = next(cell for cell in CELLS if cell.id == cell_id)
     session.install(".[test]", *cell.extras)
     if cell.probe:
         output = session.run("python", "-c", PROBE, cell.probe, silent=True)
@@ -147,7 +149,8 @@ def matrix(session: nox.Session) -> None:
         session.run(sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-r",
                     "-s", "tests", "--report", str(report), "--", *session.posargs,
                     env={"MNN_MATRIX_DIR": folder}, success_codes=[0, 1], external=True)
-        results = {entry["name"]: entry for entry in json.loads(report.read_text())["sessions"]}
+        results = {(entry["signatures"] or [entry["name"]])[0]: entry
+                   for entry in json.loads(report.read_text())["sessions"]}
         rows, reasons = [], []
         for cell in CELLS:
             name = f"tests({cell.id})"
