@@ -271,17 +271,28 @@ def build(name: str, problem: Problem, dtype: str, table: dict = TRAINERS):
     return cls(problem, dtype, **kwargs)
 
 
+def synchronizer(name: str, table: dict = TRAINERS):
+    """Waits for the device work of trainer ``name`` (its library's, on its device)."""
+    _, kwargs, module, _ = table[name]
+    device = kwargs.get("device", "cpu")
+    if device == "cpu":
+        return lambda: None
+    import mnn
+
+    backend = mnn.backends.get(kwargs.get("backend", module))
+    return lambda: backend.synchronize(device)
+
+
 def contenders(batch: int, dtype: str, gpu: bool = False) -> list[Contender]:
     table = GPU_TRAINERS if gpu else TRAINERS
     problem = make_problem(batch)
-    sync = lambda: None  # noqa: E731
-    if gpu and importlib.util.find_spec("torch") is not None:
-        import torch
-
-        if torch.cuda.is_available():
-            sync = torch.cuda.synchronize
-    return [Contender(name, build=lambda n=name: build(n, problem, dtype, table),
-                      sync=sync, skip=missing(name, table)) for name in table]
+    out = []
+    for name in table:
+        skip = missing(name, table)
+        out.append(Contender(name, build=lambda n=name: build(n, problem, dtype, table),
+                             sync=(lambda: None) if skip else synchronizer(name, table),
+                             skip=skip))
+    return out
 
 
 def main(argv=None) -> None:

@@ -174,9 +174,10 @@ def write_chart(report: dict, path: Path) -> None:
         colors = ["tab:red" if n.startswith("mnn") else "tab:gray" for n in names]
         ax.barh(names, ratios, color=colors)
         ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_xscale("log")
+        if max(ratios, default=1.0) > 10:  # a log axis only where the ratios span decades
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.invert_yaxis()
         ax.set_title(comparison["title"], fontsize=8)
         ax.set_xlabel(f"median time / {comparison['reference']}", fontsize=7)
