@@ -1,0 +1,19 @@
+"""Data for training: a batch iterator and two data sets, each in its own file.
+
+* ``Dataset`` (``dataset.py``): inputs and labels, moved to a backend and device once.
+* ``Batches`` (``batches.py``): shuffled mini-batches, cut out where the data lives.
+* ``load_digits`` (``digits.py``): scikit-learn's bundled 8x8 digits, a fixed test split.
+* ``load_mnist`` (``mnist.py``): MNIST from IDX files (``idx.py``), downloaded on request
+  and checked against published checksums (``download.py``).
+"""
+
+from mnn.data.batches import Batches
+from mnn.data.dataset import Dataset
+from mnn.data.digits import load_digits
+from mnn.data.download import download
+from mnn.data.errors import DataError, DownloadError
+from mnn.data.idx import read_idx, write_idx
+from mnn.data.mnist import load_mnist
+
+__all__ = ["Batches", "Dataset", "load_digits", "load_mnist", "read_idx", "write_idx",
+           "download", "DataError", "DownloadError"]

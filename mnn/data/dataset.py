@@ -1,0 +1,55 @@
+"""``Dataset``: inputs and labels that belong together, moved to a backend and device once.
+
+Copying a batch from the host to a GPU on every step costs more than the step
+itself for a small network. So a data set is moved as a whole, once, with
+``to(backend, device, dtype)``; batches are then cut out of it where it lives
+(see ``mnn.data.batches``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnn import backends
+from mnn.data.errors import DataError
+
+
+class Dataset:
+    """``inputs`` of shape ``(n, ...)`` and integer ``labels`` of shape ``(n,)``.
+
+    A new data set usually holds host NumPy arrays; ``to`` gives a copy that lives
+    on a backend and device. ``name`` says where it came from, for messages.
+    """
+
+    def __init__(self, inputs, labels, name: str = "dataset"):
+        if len(inputs.shape) < 1 or tuple(labels.shape) != (inputs.shape[0],):
+            raise DataError(f"{name}: expected labels of shape ({inputs.shape[0]},), one per "
+                            f"input, got shape {tuple(labels.shape)}")
+        self.inputs, self.labels, self.name = inputs, labels, name
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, {len(self)} samples of shape "
+                f"{tuple(self.inputs.shape[1:])})")
+
+    @property
+    def n_classes(self) -> int:
+        return int(np.max(self.to_host()[1])) + 1 if len(self) else 0
+
+    def to(self, backend="numpy", device=None, dtype="float32") -> Dataset:
+        """This data set on ``backend`` (a name or adapter) and ``device``: one copy each.
+
+        Inputs become floating point of ``dtype``, labels ``int64``. ``device`` is a
+        name such as ``"cuda:0"``; the backend's default device if not given.
+        """
+        backend = backends.for_namespace(backend)
+        where = backend.default_device() if device is None else backend.device(device)
+        inputs, labels = self.to_host()
+        return Dataset(backend.from_host(inputs, where, backend.dtype(dtype)),
+                       backend.from_host(labels, where, backend.dtype("int64")), self.name)
+
+    def to_host(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(inputs, labels)`` as host NumPy arrays."""
+        return tuple(backends.for_array(a).to_host(a) for a in (self.inputs, self.labels))
