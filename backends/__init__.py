@@ -101,8 +101,9 @@ class Backend:
         return np.asarray(array)
 
     def from_host(self, host: np.ndarray, device, dtype=None):
+        """A new array (never a view of ``host``: parameters are updated in place)."""
         xp = self.library()
-        return xp.asarray(host, device=device, dtype=dtype)
+        return xp.asarray(host, device=device, dtype=dtype, copy=True)
 
     # --- what the standard lacks ---------------------------------------------------
 

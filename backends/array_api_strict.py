@@ -30,7 +30,7 @@ class ArrayApiStrictBackend(Backend):
 
     def from_host(self, host, device, dtype=None):
         xp = self.library()
-        return xp.asarray(host, device=self.device(device), dtype=self.dtype(dtype))
+        return xp.asarray(host, device=self.device(device), dtype=self.dtype(dtype), copy=True)
 
 
 register(ArrayApiStrictBackend())

@@ -13,7 +13,9 @@ class NumpyBackend(Backend):
         return ["cpu"]
 
     def from_host(self, host, device, dtype=None):
-        return np.asarray(host, dtype=self.dtype(dtype))
+        # A copy, never a view: parameters are updated in place, and must not
+        # write through into the caller's arrays.
+        return np.array(host, dtype=self.dtype(dtype), copy=True)
 
     def scatter_add(self, target, indices, values):
         out = target.copy()

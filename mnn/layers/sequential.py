@@ -57,6 +57,22 @@ class SequentialLayers(BaseLayer):
         self.args = {"layers": self.layers}
 
     @property
+    def input_grad(self) -> bool:
+        """Whether ``backward`` computes the gradient with respect to the inputs.
+
+        Set it to False when the inputs are data that need no gradient (as
+        PyTorch does for tensors without ``requires_grad``): the first layer then
+        skips that work (for a ``LinearLayer``, one of its three matrix products)
+        and ``backward`` returns ``None``.
+        """
+        return self.layers[0].input_grad if self.layers else True
+
+    @input_grad.setter
+    def input_grad(self, value: bool) -> None:
+        if self.layers:
+            self.layers[0].input_grad = value
+
+    @property
     def is_loss(self) -> bool:
         """A chain ending in a loss is a loss: its ``backward()`` takes no argument."""
         return bool(self.layers) and self.layers[-1].is_loss
