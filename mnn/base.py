@@ -13,14 +13,20 @@ anywhere else raise a ``PlacementError`` that names both sides and the fix.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 import array_api_compat
 import numpy as np
 
 from mnn import backends
-from mnn.errors import BackwardBeforeForwardError, DTypeError, PlacementError, describe
+from mnn.errors import (
+    BackwardBeforeForwardError,
+    CheckpointError,
+    DTypeError,
+    PlacementError,
+    describe,
+)
 
 
 class Placement(NamedTuple):
@@ -142,6 +148,49 @@ class BaseLayer:
         for _, layer, key in self.parameters():
             layer.params[key] -= lr * layer.grads[key]
 
+    def load_weights(self, state_dict: dict, config: dict | None = None) -> BaseLayer:
+        """Copy ``state_dict``'s arrays into the parameters; returns the model.
+
+        The arrays may come from any backend (or NumPy); they are copied to where
+        each parameter lives now (library, device, dtype). With ``config``, it must
+        equal ``self.config()``. Anything that does not fit raises one
+        ``CheckpointError`` listing every problem.
+        """
+        if config is not None and config != self.config():
+            problems = _config_differences(config, self.config(), "config")
+            raise CheckpointError(f"{self.name}: the checkpoint's config does not match the "
+                                  f"model:\n  " + "\n  ".join(problems))
+        if not isinstance(state_dict, Mapping):
+            raise CheckpointError(f"{self.name}: expected a state dict (parameter name -> array), "
+                                  f"got an object of type {type(state_dict).__name__}")
+        owners = {name: (layer, key) for name, layer, key in self.parameters()}
+        problems = [f"missing key {name!r}" for name in owners if name not in state_dict]
+        problems += [f"unexpected key {name!r}" for name in state_dict if name not in owners]
+        hosts = {}
+        for name, value in state_dict.items():
+            if name not in owners:
+                continue
+            layer, key = owners[name]
+            try:
+                host = backends.for_array(value).to_host(value)
+            except TypeError:
+                problems.append(f"{name!r} is not an array: got {describe(value)}")
+                continue
+            if tuple(host.shape) != tuple(layer.params[key].shape):
+                problems.append(f"shape mismatch for {name!r}: the checkpoint has "
+                                f"{tuple(host.shape)}, the model {tuple(layer.params[key].shape)}")
+            elif host.dtype.kind != "f":
+                problems.append(f"{name!r} is not floating point: got dtype {host.dtype}")
+            hosts[name] = host
+        if problems:
+            raise CheckpointError(f"{self.name}: the state dict does not fit the model "
+                                  f"({len(problems)} problems):\n  " + "\n  ".join(problems))
+        for name, host in hosts.items():
+            layer, key = owners[name]
+            where = layer.placement
+            layer.params[key] = where.backend.from_host(np.array(host), where.device, where.dtype)
+        return self
+
     # --- placement -----------------------------------------------------------------
 
     def adopt(self, inputs, what: str = "inputs"):
@@ -214,3 +263,23 @@ def namespace_of(layer: BaseLayer, array, what: str = "inputs"):
         raise DTypeError(
             f"{layer.name}: expected {what} to be an array (NumPy, PyTorch, CuPy, JAX or any "
             f"array API library), got {describe(array)}") from None
+
+
+def _config_differences(given, expected, path: str) -> list[str]:
+    """Every place where two configs (nested dicts and lists) differ, by path."""
+    if isinstance(given, dict) and isinstance(expected, dict):
+        out = [f"{path}: unexpected key {k!r}" for k in given if k not in expected]
+        out += [f"{path}: missing key {k!r}" for k in expected if k not in given]
+        for k in expected:
+            if k in given:
+                out += _config_differences(given[k], expected[k], f"{path}[{k!r}]")
+        return out
+    if isinstance(given, (list, tuple)) and isinstance(expected, (list, tuple)):
+        out = [] if len(given) == len(expected) else [
+            f"{path}: the checkpoint has {len(given)} entries, the model {len(expected)}"]
+        for i, (g, e) in enumerate(zip(given, expected, strict=False)):
+            out += _config_differences(g, e, f"{path}[{i}]")
+        return out
+    if given == expected:
+        return []
+    return [f"{path}: the checkpoint has {given!r}, the model {expected!r}"]

@@ -93,9 +93,7 @@ def load(path, with_optimizer: bool = False):
     metadata, tensors = _read(path)
     model = _check(path, build, _metadata_json(path, metadata, "mnn.model"))
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
-    # Only containers have load_weights so far; its checks use BaseLayer's API alone.
-    load_weights = getattr(model, "load_weights", None) or _load_weights_into_layer(model)
-    _check(path, load_weights, weights)
+    _check(path, model.load_weights, weights)
     dtypes = sorted({str(v.dtype) for v in weights.values()})
     if len(dtypes) > 1:
         raise CheckpointError(f"{path}: the weights mix dtypes {dtypes}; mnn keeps one dtype "
@@ -211,8 +209,3 @@ def _check(path: str, function, *args):
     except (TypeError, ValueError) as error:  # CheckpointError is a ValueError
         raise CheckpointError(f"{path}: {error}") from None
 
-
-def _load_weights_into_layer(layer: BaseLayer):
-    from mnn.layers.sequential import SequentialLayers
-
-    return lambda state_dict: SequentialLayers.load_weights(layer, state_dict)

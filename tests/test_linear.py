@@ -136,3 +136,15 @@ def test_matches_torch_autograd(rng):
     for ours, theirs in [(out, tout), (grad_in, tx.grad), (layer.grads["w"], tw.grad),
                          (layer.grads["b"], tb.grad)]:
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_load_weights_into_a_single_layer(target, rng):
+    trained = mnn.LinearLayer(4, 3, rng=0)
+    trained.params["b"] = rng.standard_normal(3)
+    fresh = mnn.LinearLayer(4, 3, rng=1)
+    fresh(target.asarray(rng.standard_normal((2, 4))))  # placed on the target first
+    assert fresh.load_weights(trained.state_dict(), trained.config()) is fresh
+    for key in ("w", "b"):
+        np.testing.assert_array_equal(target.to_host(fresh.params[key]), trained.params[key])
+    with pytest.raises(mnn.CheckpointError, match=r"missing key 'b'"):
+        fresh.load_weights({"w": trained.params["w"]})
