@@ -1,0 +1,64 @@
+"""The ``mnn`` command: ``mnn train``, ``mnn evaluate``, ``mnn info``, ``mnn check``.
+
+Each subcommand lives in its own file, with an ``add_arguments(parser)`` and a
+``run(args)``. Bad input (an unknown backend, a device that is not present, a
+missing or corrupt file, a data directory without the IDX files, a library that
+is not installed) ends the command with one line ``mnn: error: ...`` on stderr
+and exit status 1 (2 for a malformed command line), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mnn.cli import check, evaluate, info, train
+from mnn.cli.common import CommandError
+from mnn.errors import MnnError
+
+COMMANDS = {
+    "train": (train, "train a network (digits by default) and report its test accuracy"),
+    "evaluate": (evaluate, "a saved model's test accuracy and confusion matrix"),
+    "info": (info, "backends, versions and devices present on this machine"),
+    "check": (check, "gradient checks of every layer on every backend and device present"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (argparse prints the usage too)."""
+
+    def error(self, message):
+        _fail(f"{message} (see '{self.prog} --help')", status=2)
+
+
+def _fail(message: str, status: int = 1):
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    print(f"mnn: error: {'; '.join(lines)}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="mnn", description="mnn (Manual Neural Networks): hand-written backward "
+                                          "passes on any array API backend.")
+    from mnn import __version__
+
+    top.add_argument("--version", action="version", version=f"mnn {__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, summary) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help()
+        return 0
+    try:
+        return args.run(args)
+    except (CommandError, MnnError, OSError) as error:
+        _fail(str(error) or type(error).__name__)
+    except KeyboardInterrupt:
+        _fail("interrupted", status=130)

@@ -1,0 +1,135 @@
+"""``mnn check``: "does mnn work on my GPU?" Gradient checks of every layer on every target.
+
+For each layer class that ``mnn`` exports and each backend and device present,
+``mnn.testing.gradcheck`` compares the hand-written backward pass with central
+finite differences, in float64 on small shapes (see its docstring). The table
+says pass or FAIL per layer and target; the exit status is non-zero if any
+check fails, so a script or CI job can rely on it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import mnn
+from mnn.cli.common import CommandError, backend_named
+from mnn.cli.info import survey
+
+
+def _normal(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def _labels(rng, n, classes):
+    return rng.integers(0, classes, size=n)
+
+
+#: Layer name -> (rng) -> (layer, host inputs, host feedbacks or None). Small shapes: the
+#: full Jacobian is compared entry by entry where it has at most 256 entries.
+CASES = {
+    "LinearLayer": lambda rng: (mnn.LinearLayer(4, 3, rng=rng), _normal(rng, 2, 4), None),
+    "ReluLayer": lambda rng: (mnn.ReluLayer(), _normal(rng, 3, 5), None),
+    "LogLayer": lambda rng: (mnn.LogLayer(), rng.uniform(0.5, 2.0, (3, 4)), None),
+    "SoftmaxLayer": lambda rng: (mnn.SoftmaxLayer(), _normal(rng, 3, 5), None),
+    "LogSoftmaxLayer": lambda rng: (mnn.LogSoftmaxLayer(), _normal(rng, 3, 5), None),
+    "MSELossLayer": lambda rng: (mnn.MSELossLayer(), _normal(rng, 3, 4), _normal(rng, 3, 4)),
+    "NllLossLayer": lambda rng: (mnn.NllLossLayer(), _normal(rng, 4, 5), _labels(rng, 4, 5)),
+    "CrossEntropyLossLayer": lambda rng: (mnn.CrossEntropyLossLayer(), _normal(rng, 4, 5),
+                                          _labels(rng, 4, 5)),
+    "MatrixProduct": lambda rng: (mnn.MatrixProduct(), (_normal(rng, 3, 4), _normal(rng, 4, 2)),
+                                  None),
+    "MultiHeadAttention": lambda rng: (mnn.MultiHeadAttention(d=2, heads=2, bias=True, rng=rng),
+                                       _normal(rng, 2, 3, 4), None),
+    "SequentialLayers": lambda rng: (mnn.SequentialLayers([
+        mnn.LinearLayer(4, 5, rng=rng), mnn.ReluLayer(), mnn.LinearLayer(5, 3, rng=rng),
+        mnn.CrossEntropyLossLayer()]), _normal(rng, 3, 4), _labels(rng, 3, 3)),
+}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--backend", action="append", default=None,
+                        help="check only this backend (repeatable; default: every one installed)")
+    parser.add_argument("--device", action="append", default=None,
+                        help="check only this device (repeatable; default: every one present)")
+    parser.add_argument("--verbose", action="store_true", help="print each failure's message")
+
+
+def layer_names() -> list[str]:
+    return [name for name in mnn.layers.__all__
+            if isinstance(getattr(mnn, name), type) and issubclass(getattr(mnn, name),
+                                                                   mnn.BaseLayer)]
+
+
+def targets(only_backends, only_devices) -> list[tuple]:
+    """``(backend, device name)`` for every backend and device present, or those asked for."""
+    names = only_backends or [name for name, version, _ in survey() if version != "not installed"]
+    found = []
+    for name in names:
+        backend = backend_named(name)
+        present = backend.devices()
+        for device in only_devices or present:
+            if device not in present:
+                if only_devices and only_backends:
+                    raise CommandError(f"device {device!r} is not present for backend {name!r}; "
+                                       f"present: {', '.join(present) or 'none'}")
+                continue
+            found.append((backend, device))
+    if not found:
+        raise CommandError("no backend and device to check (see 'mnn info')")
+    return found
+
+
+def check_one(name: str, backend, device: str) -> str | None:
+    """None if ``name``'s gradients pass on ``backend``/``device``, else why not."""
+    from mnn.testing import gradcheck
+
+    if name not in CASES:
+        return f"no check case for {name} in mnn/cli/check.py"
+    rng = np.random.default_rng(0)
+    layer, inputs, feedbacks = CASES[name](rng)
+    where = backend.device(device)
+
+    def place(host):
+        return backend.from_host(host, where, backend.dtype("float64" if host.dtype.kind == "f"
+                                                            else "int64"))
+
+    inputs = tuple(map(place, inputs)) if isinstance(inputs, tuple) else place(inputs)
+    feedbacks = None if feedbacks is None else place(feedbacks)
+    try:
+        gradcheck(layer, inputs, feedbacks)
+    except Exception as error:  # noqa: BLE001  (every failure is a FAIL cell, not a crash)
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def run(args) -> int:
+    chosen = targets(args.backend, args.device)
+    for backend, _ in chosen:
+        if backend.name == "jax":
+            import jax  # gradient checks run in float64
+
+            jax.config.update("jax_enable_x64", True)
+    names = layer_names()
+    columns = [f"{backend.name}:{device}" for backend, device in chosen]
+    width = max(len("layer"), *map(len, names)) + 2
+    cells = [max(len(c), 4) + 2 for c in columns]
+    print("gradient checks (float64, finite differences against backward)\n")
+    header = "layer".ljust(width) + "".join(c.ljust(w) for c, w in zip(columns, cells, strict=True))
+    print(header.rstrip())
+    failures = []
+    start = time.perf_counter()
+    for name in names:
+        row = name.ljust(width)
+        for (backend, device), column, cell in zip(chosen, columns, cells, strict=True):
+            problem = check_one(name, backend, device)
+            row += ("pass" if problem is None else "FAIL").ljust(cell)
+            if problem is not None:
+                failures.append(f"{name} on {column}: {problem}")
+        print(row.rstrip(), flush=True)
+    print(f"\n{len(names) * len(chosen) - len(failures)} passed, {len(failures)} failed "
+          f"({time.perf_counter() - start:.1f} s)")
+    for failure in failures:
+        print(("  " + failure) if args.verbose else ("  " + failure.splitlines()[0])[:300])
+    return 1 if failures else 0

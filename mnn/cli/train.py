@@ -1,0 +1,175 @@
+"""``mnn train``: a Linear-ReLU-Linear network with cross-entropy, on any backend and device.
+
+One epoch = one shuffled pass over the training data in mini-batches. After
+each epoch the network is scored on the held-out test data (never trained on).
+The data are moved to the device once; the progress bar shows the running loss
+and the throughput in samples per second.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+import mnn
+from mnn.cli.common import CommandError, limit_threads, load_dataset, predictions, resolve_target
+from mnn.data import Batches
+
+OPTIMIZERS = {"sgd": mnn.optim.SGD, "adam": mnn.optim.Adam, "adamw": mnn.optim.AdamW}
+N_CLASSES = 10
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--dataset", default="digits",
+                        help="digits (scikit-learn's 8x8 digits, no download; the default) or "
+                             "mnist (IDX files in --data-dir)")
+    parser.add_argument("--data-dir", default="mnist-data",
+                        help="directory with the MNIST IDX files (default: mnist-data)")
+    parser.add_argument("--download", action="store_true",
+                        help="download missing MNIST files into --data-dir (checksums checked)")
+    parser.add_argument("--backend", default="numpy",
+                        help="numpy (default), torch, cupy, jax or array_api_strict")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda:0, ... (default: the backend's first device)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the data (20)")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per step (32)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default: 1e-3 for adam/adamw, 0.1 for sgd)")
+    parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
+    parser.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the initial weights and the shuffling (0)")
+    parser.add_argument("--save", default=None, metavar="PATH",
+                        help="write the trained model and optimizer to this .safetensors file "
+                             "(atomically: an old file is replaced only by a complete new one)")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="write the loss and accuracy curves to this PNG (needs matplotlib)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for NumPy's BLAS and PyTorch (1, fastest for small "
+                             "networks; 0: the libraries' default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--hidden", args.hidden)):
+        if value < 1:
+            raise CommandError(f"{name} must be at least 1, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        raise CommandError(f"--lr must be positive, got {args.lr}")
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise CommandError(f"{option} {path}: the directory "
+                               f"{os.path.dirname(os.path.abspath(path))} does not exist")
+        if path and os.path.isdir(path):
+            raise CommandError(f"{option} {path}: a directory, not a file name")
+    if args.plot:
+        _matplotlib()  # fail before training, not after
+    backend, device = resolve_target(args.backend, args.device, args.dtype)
+    limit_threads(backend, args.threads)
+    train_host, test_host = load_dataset(args.dataset, args.data_dir, args.download)
+    train = train_host.to(backend, device, args.dtype)  # once: batches are cut on the device
+    test = test_host.to(backend, device, args.dtype)
+    mnn.manual_seed(args.seed)
+    n_in = int(np.prod(train_host.inputs.shape[1:]))
+    model = mnn.SequentialLayers([mnn.LinearLayer(n_in, args.hidden), mnn.ReluLayer(),
+                                  mnn.LinearLayer(args.hidden, N_CLASSES),
+                                  mnn.CrossEntropyLossLayer()])
+    lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)
+    optimizer = OPTIMIZERS[args.optimizer](model, lr=lr)
+    batches = Batches(train, batch_size=args.batch_size, rng=args.seed)
+    test_labels = test_host.labels
+    print(f"mnn {mnn.__version__}: {args.dataset} ({len(train)} train, {len(test)} test), "
+          f"{n_in}-{args.hidden}-{N_CLASSES} on {backend.name} {device} {args.dtype}, "
+          f"{optimizer!r}, batch {args.batch_size}, seed {args.seed}", flush=True)
+
+    history = {"loss": [], "accuracy": []}
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        bar = _progress(len(train), f"epoch {epoch}/{args.epochs}", args.no_progress)
+        total, seen = 0.0, 0
+        for inputs, labels in batches:
+            optimizer.zero_grad()
+            loss = model(inputs, labels)
+            model.backward()
+            optimizer.step()
+            n = int(labels.shape[0])
+            total, seen = total + float(loss) * n, seen + n  # float(): waits for the device
+            bar.update(n)
+            bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+        bar.close()
+        accuracy = float(np.mean(predictions(model, test) == test_labels))
+        history["loss"].append(total / seen)
+        history["accuracy"].append(accuracy)
+        print(f"epoch {epoch}/{args.epochs}: train loss {total / seen:.4f}, "
+              f"test accuracy {100 * accuracy:.2f}%", flush=True)
+    backend.synchronize(backend.device(device))
+    seconds = time.perf_counter() - start
+    correct = int(round(history["accuracy"][-1] * len(test)))
+    print(f"test accuracy {100 * history['accuracy'][-1]:.2f}% ({correct}/{len(test)}) after "
+          f"{args.epochs} epochs in {seconds:.1f} s on {backend.name} {device} {args.dtype}")
+    if args.save:
+        mnn.save(model, args.save, optimizer=optimizer)
+        print(f"saved the model and optimizer to {args.save}")
+    if args.plot:
+        plot_curves(history, args.plot, f"{args.dataset}, {backend.name} {device}")
+        print(f"wrote the curves to {args.plot}")
+    return 0
+
+
+def plot_curves(history: dict, path: str, title: str) -> None:
+    """Training loss and test accuracy per epoch, side by side, as a PNG."""
+    plt = _matplotlib()
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, history["loss"], marker="o")
+    left.set(xlabel="epoch", ylabel="training loss (cross-entropy)", yscale="log")
+    right.plot(epochs, 100 * np.asarray(history["accuracy"]), marker="o", color="C1")
+    right.set(xlabel="epoch", ylabel="test accuracy (%)")
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=100)
+    finally:
+        plt.close(figure)
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+    except ImportError:
+        raise CommandError("--plot needs matplotlib, which is not installed; install it with: "
+                           "pip install matplotlib") from None
+    matplotlib.use("Agg")  # files only, no window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, description: str, disabled: bool):
+    """A tqdm bar counting samples (so its rate is samples/s), or nothing without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    if disabled:
+        return _NoBar()
+    return tqdm(total=total, desc=description, unit="sample", unit_scale=True, leave=False,
+                file=sys.stderr, dynamic_ncols=True)
