@@ -173,6 +173,7 @@ class Mnn:
             mnn.LinearLayer(SIZES[0], SIZES[1]), mnn.ReluLayer(),
             mnn.LinearLayer(SIZES[1], SIZES[2]), mnn.CrossEntropyLossLayer()])
         self.net.load_weights(problem.weights)
+        self.net.input_grad = False  # the data needs no gradient (torch: no requires_grad)
         self.x = self.backend.from_host(problem.x, where, self.backend.dtype(dtype))
         self.labels = self.backend.from_host(problem.labels, where, self.backend.dtype("int64"))
 

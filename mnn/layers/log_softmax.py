@@ -17,8 +17,9 @@ from mnn.checks import (
 def log_softmax(xp, x, axis: int):
     r"""``(log_softmax(x), softmax(x))`` along ``axis``, by Eq. (2) of ``LogSoftmaxLayer``."""
     shifted = x - xp.max(x, axis=axis, keepdims=True)  # x - m: every exponent is <= 0
-    log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))  # Eq. (2)
-    return log_p, xp.exp(log_p)
+    exp_shifted = xp.exp(shifted)
+    total = xp.sum(exp_shifted, axis=axis, keepdims=True)  # >= 1: the largest term is e^0
+    return shifted - xp.log(total), exp_shifted / total  # Eq. (2), and softmax without a 2nd exp
 
 
 def log_softmax_vjp(xp, s, g, axis: int):
