@@ -1,0 +1,221 @@
+"""The ``mnn`` command, run as a user runs it: ``python -m mnn ...`` in a subprocess.
+
+Bad input must end with exit status != 0 and exactly one line ``mnn: error: ...`` on
+stderr, never a traceback. Libraries are made "not installed" by a tiny launcher that
+blocks their import (``sys.modules[name] = None``) before running the command.
+"""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mnn
+from mnn.cli import check as check_command
+from mnn.cli import main
+
+HAVE = {name: importlib.util.find_spec(name) is not None
+        for name in ("sklearn", "torch", "matplotlib")}
+needs_sklearn = pytest.mark.skipif(not HAVE["sklearn"], reason="scikit-learn is not installed "
+                                   "(the digits data set ships with it)")
+LAUNCHER = ("import sys; [sys.modules.__setitem__(m, None) for m in sys.argv[1].split(',') if m]; "
+            "from mnn.cli import main; sys.exit(main(sys.argv[2:]))")
+ACCURACY = re.compile(r"^test accuracy ([\d.]+)% \((\d+)/(\d+)\) after (\d+) epochs in ([\d.]+) s",
+                      re.MULTILINE)
+
+
+def mnn_cli(*args, cwd, block=(), timeout=300):
+    if block:
+        command = [sys.executable, "-c", LAUNCHER, ",".join(block), *args]
+    else:
+        command = [sys.executable, "-m", "mnn", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mnn: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --- train, evaluate, info, check ---------------------------------------------------------
+
+@needs_sklearn
+def test_train_saves_plots_and_evaluate_reads_it_back(tmp_path):
+    result = mnn_cli("train", "--epochs", "2", "--hidden", "32", "--save", "model.safetensors",
+                     "--plot", "curves.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    epochs = re.findall(r"^epoch (\d)/2: train loss ([\d.]+), test accuracy", result.stdout,
+                        flags=re.MULTILINE)
+    assert [e for e, _ in epochs] == ["1", "2"] and float(epochs[1][1]) < float(epochs[0][1])
+    percent, correct, total, n_epochs, _ = ACCURACY.search(result.stdout).groups()
+    assert total == "359" and n_epochs == "2" and float(percent) > 50, result.stdout
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model, optimizer = mnn.load(tmp_path / "model.safetensors", with_optimizer=True)
+    assert type(optimizer).__name__ == "Adam" and model[0].params["w"].shape == (32, 64)
+
+    evaluated = mnn_cli("evaluate", "model.safetensors", "--dataset", "digits", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"accuracy {percent}% ({correct}/359)" in evaluated.stdout
+    rows = re.findall(r"^(\d) +((?:\d+ +){10})", evaluated.stdout, flags=re.MULTILINE)
+    matrix = np.array([[int(v) for v in row.split()] for _, row in rows])
+    assert matrix.shape == (10, 10) and matrix.sum() == 359 and np.trace(matrix) == int(correct)
+
+
+@needs_sklearn
+@pytest.mark.skipif(not HAVE["torch"], reason="torch is not installed")
+def test_numpy_and_torch_print_the_same_accuracy_from_the_same_seed(tmp_path):
+    found = []
+    for backend in ("numpy", "torch"):
+        result = mnn_cli("train", "--epochs", "2", "--backend", backend, "--seed", "3",
+                         cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"on {backend} cpu float32" in result.stdout
+        found.append(ACCURACY.search(result.stdout).group(2))
+    assert found[0] == found[1]
+
+
+def test_info_lists_numpy_with_its_version(tmp_path):
+    result = mnn_cli("info", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^numpy +{re.escape(np.__version__)} +cpu$", result.stdout, re.MULTILINE)
+    assert f"mnn {mnn.__version__}" in result.stdout
+
+
+def test_info_says_not_installed(tmp_path):
+    result = mnn_cli("info", cwd=tmp_path, block=["torch"])
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^torch +not installed", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_check_numpy_passes_every_layer(tmp_path):
+    result = mnn_cli("check", "--backend", "numpy", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in check_command.layer_names():
+        assert re.search(rf"^{name} +pass$", result.stdout, re.MULTILINE), name
+    assert f"{len(check_command.layer_names())} passed, 0 failed" in result.stdout
+
+
+def test_check_has_a_case_for_every_layer_that_mnn_exports():
+    assert sorted(check_command.layer_names()) == sorted(check_command.CASES)
+
+
+def test_check_fails_and_exits_non_zero_on_a_wrong_gradient(monkeypatch, capsys):
+    class WrongRelu(mnn.ReluLayer):
+        def backward(self, gradients):
+            return 2 * super().backward(gradients)  # twice the true gradient
+
+    monkeypatch.setitem(check_command.CASES, "WrongRelu",
+                        lambda rng: (WrongRelu(), rng.standard_normal((3, 4)), None))
+    monkeypatch.setattr(check_command, "layer_names", lambda: ["ReluLayer", "WrongRelu"])
+    assert main(["check", "--backend", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^ReluLayer +pass$", out, re.MULTILINE)
+    assert re.search(r"^WrongRelu +FAIL$", out, re.MULTILINE)
+    assert "1 passed, 1 failed" in out and "WrongRelu on numpy:cpu: GradcheckError" in out
+
+
+# --- bad input: one line, no traceback --------------------------------------------------
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--backend", "nope"], ["unknown backend 'nope'", "known backends:"]),
+    (["train", "--device", "cuda:7"], ["device 'cuda:7' is not present for backend 'numpy'"]),
+    (["train", "--epochs", "0"], ["--epochs must be at least 1"]),
+    (["train", "--dtype", "float16"], ["invalid choice: 'float16'"]),
+    (["train", "--optimizer", "lbfgs"], ["invalid choice: 'lbfgs'"]),
+    (["train", "--dataset", "cifar"], ["unknown dataset 'cifar'"]),
+    (["train", "--save", "no/such/dir/m.safetensors"], ["--save", "does not exist"]),
+    (["train", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
+    (["evaluate", "missing.safetensors"], ["missing.safetensors: no such file"]),
+    (["evaluate", "."], ["a directory, not a checkpoint file"]),
+    (["check", "--backend", "nope"], ["unknown backend 'nope'"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+])
+def test_bad_input_is_one_line(tmp_path, args, fragments):
+    assert_one_line_error(mnn_cli(*args, cwd=tmp_path), *fragments)
+
+
+def test_mnist_directory_without_idx_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = mnn_cli("train", "--dataset", "mnist", "--data-dir", "empty", cwd=tmp_path)
+    assert_one_line_error(result, "empty lacks train-images-idx3-ubyte[.gz]", "--download")
+
+
+def test_truncated_idx_file(tmp_path):
+    from mnn.data import write_idx
+    from mnn.data.mnist import FILES
+
+    for key, name in FILES.items():
+        shape = (3, 28, 28) if "images" in key else (3,)
+        write_idx(tmp_path / name, np.zeros(shape, np.uint8))
+    path = tmp_path / FILES["test_images"]
+    path.write_bytes(path.read_bytes()[:-1])
+    result = mnn_cli("train", "--dataset", "mnist", "--data-dir", ".", cwd=tmp_path)
+    assert_one_line_error(result, "t10k-images-idx3-ubyte: truncated IDX file")
+
+
+def test_backend_library_not_installed(tmp_path):
+    result = mnn_cli("train", "--backend", "torch", cwd=tmp_path, block=["torch"])
+    assert_one_line_error(result, "backend 'torch' needs the torch package, which is not "
+                                  "installed", "pip install torch")
+
+
+def test_digits_without_scikit_learn(tmp_path):
+    result = mnn_cli("train", cwd=tmp_path, block=["sklearn"])
+    assert_one_line_error(result, "scikit-learn, which is not installed", "pip install")
+
+
+@needs_sklearn
+def test_plot_without_matplotlib(tmp_path):
+    result = mnn_cli("train", "--plot", "c.png", cwd=tmp_path, block=["matplotlib"])
+    assert_one_line_error(result, "--plot needs matplotlib")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign"])
+def test_corrupt_checkpoint(tmp_path, damage):
+    path = tmp_path / "model.safetensors"
+    if damage == "foreign":
+        from safetensors.numpy import save_file
+
+        save_file({"w": np.zeros(3)}, str(path))
+    else:
+        net = mnn.SequentialLayers([mnn.LinearLayer(64, 4), mnn.ReluLayer(),
+                                    mnn.LinearLayer(4, 10), mnn.CrossEntropyLossLayer()])
+        mnn.save(net, path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x07" * 64)
+    result = mnn_cli("evaluate", "model.safetensors", cwd=tmp_path)
+    assert_one_line_error(result, "model.safetensors")
+
+
+@needs_sklearn
+def test_checkpoint_that_does_not_fit_the_dataset(tmp_path):
+    net = mnn.SequentialLayers([mnn.LinearLayer(5, 10), mnn.CrossEntropyLossLayer()])
+    mnn.save(net, tmp_path / "five.safetensors")
+    result = mnn_cli("evaluate", "five.safetensors", cwd=tmp_path)
+    assert_one_line_error(result, "LinearLayer")
+
+
+@needs_sklearn
+def test_the_old_checkpoint_survives_a_failed_run_and_is_replaced_whole(tmp_path):
+    first = mnn_cli("train", "--epochs", "1", "--hidden", "8", "--save", "m.safetensors",
+                    cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    old = (tmp_path / "m.safetensors").read_bytes()
+    failed = mnn_cli("train", "--dataset", "mnist", "--data-dir", "nowhere", "--save",
+                     "m.safetensors", cwd=tmp_path)
+    assert_one_line_error(failed, "nowhere does not exist")
+    assert (tmp_path / "m.safetensors").read_bytes() == old
+    second = mnn_cli("train", "--epochs", "1", "--hidden", "16", "--save", "m.safetensors",
+                     cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert mnn.load(tmp_path / "m.safetensors")[0].params["w"].shape == (16, 64)
+    assert sorted(os.listdir(tmp_path)) == ["m.safetensors"], "no temporary files left"
