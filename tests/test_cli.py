@@ -24,7 +24,7 @@ needs_sklearn = pytest.mark.skipif(not HAVE["sklearn"], reason="scikit-learn is 
                                    "(the digits data set ships with it)")
 LAUNCHER = ("import sys; [sys.modules.__setitem__(m, None) for m in sys.argv[1].split(',') if m]; "
             "from mnn.cli import main; sys.exit(main(sys.argv[2:]))")
-ACCURACY = re.compile(r"^test accuracy ([\d.]+)% \((\d+)/(\d+)\) after (\d+) epochs in ([\d.]+) s",
+ACCURACY = re.compile(r"^test accuracy ([\d.]+)% \((\d+)/(\d+)\) after (\d+) epochs? in ([\d.]+) s",
                       re.MULTILINE)
 
 

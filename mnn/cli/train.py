@@ -110,8 +110,9 @@ def run(args) -> int:
     backend.synchronize(backend.device(device))
     seconds = time.perf_counter() - start
     correct = int(round(history["accuracy"][-1] * len(test)))
+    epochs = f"{args.epochs} epoch" + ("s" if args.epochs != 1 else "")
     print(f"test accuracy {100 * history['accuracy'][-1]:.2f}% ({correct}/{len(test)}) after "
-          f"{args.epochs} epochs in {seconds:.1f} s on {backend.name} {device} {args.dtype}")
+          f"{epochs} in {seconds:.1f} s on {backend.name} {device} {args.dtype}")
     if args.save:
         mnn.save(model, args.save, optimizer=optimizer)
         print(f"saved the model and optimizer to {args.save}")
