@@ -51,14 +51,13 @@ def assert_one_line_error(result, *fragments):
 @needs_sklearn
 def test_train_saves_plots_and_evaluate_reads_it_back(tmp_path):
     result = mnn_cli("train", "--epochs", "2", "--hidden", "32", "--save", "model.safetensors",
-                     "--plot", "curves.png", cwd=tmp_path)
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     epochs = re.findall(r"^epoch (\d)/2: train loss ([\d.]+), test accuracy", result.stdout,
                         flags=re.MULTILINE)
     assert [e for e, _ in epochs] == ["1", "2"] and float(epochs[1][1]) < float(epochs[0][1])
     percent, correct, total, n_epochs, _ = ACCURACY.search(result.stdout).groups()
     assert total == "359" and n_epochs == "2" and float(percent) > 50, result.stdout
-    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     model, optimizer = mnn.load(tmp_path / "model.safetensors", with_optimizer=True)
     assert type(optimizer).__name__ == "Adam" and model[0].params["w"].shape == (32, 64)
 
@@ -68,6 +67,16 @@ def test_train_saves_plots_and_evaluate_reads_it_back(tmp_path):
     rows = re.findall(r"^(\d) +((?:\d+ +){10})", evaluated.stdout, flags=re.MULTILINE)
     matrix = np.array([[int(v) for v in row.split()] for _, row in rows])
     assert matrix.shape == (10, 10) and matrix.sum() == 359 and np.trace(matrix) == int(correct)
+
+
+@needs_sklearn
+@pytest.mark.skipif(not HAVE["matplotlib"], reason="matplotlib is not installed (--plot needs it)")
+def test_train_plots_the_curves(tmp_path):
+    result = mnn_cli("train", "--epochs", "2", "--hidden", "8", "--plot", "curves.png",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "wrote the curves to curves.png" in result.stdout
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_sklearn
