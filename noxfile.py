@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -29,6 +30,10 @@ nox.options.sessions = ["tests", "lint", "docs-check"]
 
 # The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
+# On a GPU runner the same pin may resolve to that CPU wheel too (the session then skips:
+# "Torch not compiled with CUDA enabled"). Point this at a CUDA build there, e.g.
+# MNN_TORCH_CUDA_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
+TORCH_CUDA = tuple(shlex.split(os.environ.get("MNN_TORCH_CUDA_SPEC", TORCH)))
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ CELLS = [
     Cell("array_api_strict", "cpu", (),
          ("array_api_strict:CPU_DEVICE", "array_api_strict:device1", "array_api_strict:device2")),
     Cell("torch", "cpu", (TORCH,), ("torch:cpu",)),
-    Cell("torch", "cuda", (TORCH,), ("torch:cuda:0",),
+    Cell("torch", "cuda", TORCH_CUDA, ("torch:cuda:0",),
          probe="import torch; torch.zeros(1, device='cuda')", cuda=True),
     Cell("cupy", "cuda", ("cupy-cuda12x",), ("cupy:cuda:0",),
          probe="import cupy; cupy.zeros(1)", cuda=True),
