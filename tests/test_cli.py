@@ -92,6 +92,20 @@ def test_numpy_and_torch_print_the_same_accuracy_from_the_same_seed(tmp_path):
     assert found[0] == found[1]
 
 
+@needs_sklearn
+@pytest.mark.parametrize("backend", ["jax", "array_api_strict"])
+def test_train_on_other_backends_matches_numpy(tmp_path, backend):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    found = []
+    for name in ("numpy", backend):
+        result = mnn_cli("train", "--epochs", "1", "--hidden", "16", "--backend", name,
+                         cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        found.append(ACCURACY.search(result.stdout).group(2))
+    assert found[0] == found[1]
+
+
 def test_info_lists_numpy_with_its_version(tmp_path):
     result = mnn_cli("info", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -10,6 +10,7 @@ and exit status 1 (2 for a malformed command line), never with a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mnn.cli import check, evaluate, info, train
@@ -58,6 +59,9 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader went away (mnn ... | head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CommandError, MnnError, OSError) as error:
         _fail(str(error) or type(error).__name__)
     except KeyboardInterrupt:

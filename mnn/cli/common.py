@@ -36,7 +36,7 @@ def backend_named(name: str) -> backends.Backend:
     return backend
 
 
-def resolve_target(backend_name: str, device: str | None, dtype: str = "float32"):
+def resolve_target(backend_name: str, device: str | None):
     """``(backend, device name)``; the backend's default device when ``device`` is None."""
     backend = backend_named(backend_name)
     present = backend.devices()
@@ -47,10 +47,8 @@ def resolve_target(backend_name: str, device: str | None, dtype: str = "float32"
     if device not in present:
         raise CommandError(f"device {device!r} is not present for backend {backend_name!r}; "
                            f"present: {', '.join(present) or 'none'} (see 'mnn info')")
-    if backend.name == "jax" and dtype == "float64":
-        import jax  # JAX computes in float32 unless told otherwise
-
-        jax.config.update("jax_enable_x64", True)
+    if backend.name == "jax":  # JAX has no float64 or int64 (the labels) unless told so
+        backend.library().config.update("jax_enable_x64", True)
     return backend, device
 
 

@@ -31,7 +31,7 @@ def run(args) -> int:
         raise CommandError(f"{args.checkpoint}: no such file")
     model = mnn.load(args.checkpoint)
     dtype = args.dtype or str(next(iter(model.state_dict().values())).dtype)
-    backend, device = resolve_target(args.backend, args.device, dtype)
+    backend, device = resolve_target(args.backend, args.device)
     model.to(xp=backend.name, device=device, dtype=dtype)
     _, test_host = load_dataset(args.dataset, args.data_dir, args.download)
     test = test_host.to(backend, device, dtype)

@@ -69,7 +69,7 @@ def run(args) -> int:
             raise CommandError(f"{option} {path}: a directory, not a file name")
     if args.plot:
         _matplotlib()  # fail before training, not after
-    backend, device = resolve_target(args.backend, args.device, args.dtype)
+    backend, device = resolve_target(args.backend, args.device)
     limit_threads(backend, args.threads)
     train_host, test_host = load_dataset(args.dataset, args.data_dir, args.download)
     train = train_host.to(backend, device, args.dtype)  # once: batches are cut on the device
