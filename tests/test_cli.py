@@ -172,6 +172,28 @@ def test_mnist_directory_without_idx_files(tmp_path):
     assert_one_line_error(result, "empty lacks train-images-idx3-ubyte[.gz]", "--download")
 
 
+def test_train_and_evaluate_on_mnist_idx_files(tmp_path):
+    """The MNIST path end to end, on tiny IDX files in MNIST's layout (real MNIST is offline)."""
+    from mnn.data import write_idx
+    from mnn.data.mnist import FILES
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "idx").mkdir()
+    for key, name in FILES.items():
+        n = 40 if key.startswith("train") else 10
+        array = (rng.integers(0, 256, (n, 28, 28)) if "images" in key
+                 else rng.integers(0, 10, n))
+        write_idx(tmp_path / "idx" / (name + ".gz"), array.astype(np.uint8))
+    result = mnn_cli("train", "--dataset", "mnist", "--data-dir", "idx", "--epochs", "1",
+                     "--hidden", "8", "--save", "m.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mnist (40 train, 10 test), 784-8-10" in result.stdout
+    assert ACCURACY.search(result.stdout).group(3) == "10"
+    evaluated = mnn_cli("evaluate", "m.safetensors", "--dataset", "mnist", "--data-dir", "idx",
+                        cwd=tmp_path)
+    assert evaluated.returncode == 0 and "(test, 10 images)" in evaluated.stdout, evaluated.stderr
+
+
 def test_truncated_idx_file(tmp_path):
     from mnn.data import write_idx
     from mnn.data.mnist import FILES
