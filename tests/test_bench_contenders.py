@@ -7,32 +7,11 @@ for honest arithmetic and tight for any missing piece.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import import_benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _import_benchmarks():
-    """The repository's ``benchmarks`` package, without putting the root on sys.path.
-
-    The root's source folder ``mnn/`` would shadow the installed ``mnn`` package there.
-    """
-    if "benchmarks" not in sys.modules:
-        folder = ROOT / "benchmarks"
-        spec = importlib.util.spec_from_file_location(
-            "benchmarks", folder / "__init__.py", submodule_search_locations=[str(folder)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["benchmarks"] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module("benchmarks.mlp")
-
-
-mlp = _import_benchmarks()
+mlp = import_benchmark("mlp")
 TRAINERS = [name for name, (*_, trains) in mlp.TRAINERS.items() if trains and name != "floor"]
 
 

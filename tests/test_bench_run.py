@@ -11,29 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, import_benchmark
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _import(name: str):
-    """``benchmarks.<name>`` from the repository, without putting the root on sys.path.
-
-    The root's source folder ``mnn/`` would shadow the installed ``mnn`` package there.
-    """
-    if "benchmarks" not in sys.modules:
-        folder = ROOT / "benchmarks"
-        spec = importlib.util.spec_from_file_location(
-            "benchmarks", folder / "__init__.py", submodule_search_locations=[str(folder)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["benchmarks"] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"benchmarks.{name}")
-
-
-mlp, run = _import("mlp"), _import("run")
+mlp, run = import_benchmark("mlp"), import_benchmark("run")
 
 
 def test_the_benchmark_environment_unsets_openblas_variables_there_only(monkeypatch):
