@@ -59,10 +59,16 @@ class Backend:
         return type(array).__module__.partition(".")[0] == self.module
 
     def namespace(self):
-        """The array API namespace of this library (array_api_compat wraps where needed)."""
-        import array_api_compat
+        """The array API namespace of this library (array_api_compat wraps where needed).
 
-        return array_api_compat.array_namespace(self.from_host(np.zeros(1), self.default_device()))
+        Found once, from a one-element array on the default device, then remembered.
+        """
+        if getattr(self, "_namespace", None) is None:
+            import array_api_compat
+
+            probe = self.from_host(np.zeros(1), self.default_device())
+            self._namespace = array_api_compat.array_namespace(probe)
+        return self._namespace
 
     def dtype(self, dtype):
         """The library's dtype for a name such as ``"float32"``; a dtype passes through."""
