@@ -19,6 +19,7 @@ the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -166,6 +167,21 @@ def machine_info() -> dict:
         info["torch_cuda"] = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                               else "no GPU present")
     return info
+
+
+def write_result(result: dict, path: str | None, *, kind: str, title: str, params: dict) -> None:
+    """Label ``result`` (kind, title, params, ``machine_info()``) and write it as JSON.
+
+    To ``path`` when given, else to stdout. ``machine_info()`` runs here, after the
+    timing, so that the versions and threads of the libraries the contenders imported are in it.
+    """
+    result.update(kind=kind, title=title, params=params, machine=machine_info())
+    text = json.dumps(result, indent=1)
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+    else:
+        print(text)
 
 
 def blas_summary(info: dict) -> str:

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.harness import Contender, compare, machine_info
+from benchmarks.harness import Contender, compare, write_result
 
 SIZES = (784, 256, 10)
 LR = 0.01
@@ -309,17 +308,10 @@ def main(argv=None) -> None:
     result = compare(contenders(args.batch, args.dtype, args.gpu),
                      reference="torch.nn-cuda" if args.gpu else "floor",
                      repeats=args.repeats, warmup=args.warmup, sample_s=args.sample_s)
-    result.update(kind="mlp", title=f"MLP 784-256-10 step, batch {args.batch}, {args.dtype}"
-                  + (", CUDA" if args.gpu else ""),
-                  params={"batch": args.batch, "dtype": args.dtype, "gpu": args.gpu},
-                  machine=machine_info())
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    else:
-        print(text)
-
+    write_result(result, args.json, kind="mlp",
+                 title=f"MLP 784-256-10 step, batch {args.batch}, {args.dtype}"
+                 + (", CUDA" if args.gpu else ""),
+                 params={"batch": args.batch, "dtype": args.dtype, "gpu": args.gpu})
 
 if __name__ == "__main__":
     main()

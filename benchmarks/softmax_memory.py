@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 
 import numpy as np
 
-from benchmarks.harness import Contender, compare, machine_info, peak_bytes_numpy
+from benchmarks.harness import Contender, compare, peak_bytes_numpy, write_result
 
 BATCH = 256
 
@@ -155,16 +154,9 @@ def main(argv=None) -> None:
         peak, size = peak_bytes(case), case.input_bytes()
         entry.update(peak_bytes=peak, input_bytes=size,
                      peak_over_input=None if peak is None else peak / size)
-    result.update(kind="softmax", title=f"{args.op} backward, B={BATCH}, n={args.n}, {args.dtype}",
-                  params={"op": args.op, "batch": BATCH, "n": args.n, "dtype": args.dtype},
-                  machine=machine_info())
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    else:
-        print(text)
-
+    write_result(result, args.json, kind="softmax",
+                 title=f"{args.op} backward, B={BATCH}, n={args.n}, {args.dtype}",
+                 params={"op": args.op, "batch": BATCH, "n": args.n, "dtype": args.dtype})
 
 if __name__ == "__main__":
     main()
