@@ -9,7 +9,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
+
+import mnn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,3 +32,38 @@ def import_benchmark(name: str):
         sys.modules["benchmarks"] = module
         spec.loader.exec_module(module)
     return importlib.import_module(f"benchmarks.{name}")
+
+
+def run_in_dtype(target, make_layer: Callable[[], mnn.BaseLayer], inputs: tuple,
+                 cotangent, dtype: str) -> list[np.ndarray]:
+    """A fresh layer's forward and backward in ``dtype``; every result as a host float64 array.
+
+    ``layer(*inputs)`` runs with each float host array of ``inputs`` moved to ``target`` in
+    ``dtype`` (a tuple item by item, as MatrixProduct takes its pair); integer arrays (labels)
+    keep their dtype. Then ``layer.backward(cotangent)``, or ``layer.backward()`` for a loss
+    (``cotangent`` None). Every output, input gradient and parameter gradient must be in
+    ``dtype``; they come back in that order.
+    """
+    def move(host):
+        if isinstance(host, tuple):
+            return tuple(move(h) for h in host)
+        return target.asarray(host, dtype if np.asarray(host).dtype.kind == "f" else None)
+
+    layer = make_layer()
+    out = layer(*move(inputs))
+    grad_in = layer.backward() if cotangent is None else layer.backward(move(cotangent))
+    grads_in = grad_in if isinstance(grad_in, tuple) else (grad_in,)
+    params = [owner.grads[key] for _, owner, key in layer.parameters()]
+    results = [out, *grads_in, *params]
+    for a in results:
+        assert mnn.base.dtype_name(a.dtype) == dtype, f"{mnn.base.dtype_name(a.dtype)} != {dtype}"
+    return [target.to_host(a).astype(np.float64) for a in results]
+
+
+def assert_float32_matches_float64(target, make_layer, inputs: tuple, cotangent, *,
+                                   rtol: float, atol: float) -> None:
+    """``run_in_dtype`` in float32 and in float64 agree, result by result, to rtol and atol."""
+    low = run_in_dtype(target, make_layer, inputs, cotangent, "float32")
+    high = run_in_dtype(target, make_layer, inputs, cotangent, "float64")
+    for a, b in zip(low, high, strict=True):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)

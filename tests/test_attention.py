@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.layers.build import build
@@ -68,15 +69,8 @@ def test_one_token_attends_to_itself(target, rng):
 
 def test_float32_agrees_with_float64(target, rng):
     x, g = rng.standard_normal((2, 5, 16)), rng.standard_normal((2, 5, 16))
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = attention(d=8, heads=2, bias=True)
-        out = layer(target.asarray(x, dtype))
-        grad_in = layer.backward(target.asarray(g, dtype))
-        grads = [layer.sublayers[n].grads[k] for n in ("W_qry", "W_key", "W_val") for k in "wb"]
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (out, grad_in, *grads)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-5)
+    assert_float32_matches_float64(target, lambda: attention(d=8, heads=2, bias=True), (x,), g,
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_sublayers_parameters_and_config():

@@ -3,6 +3,7 @@
 import array_api_compat
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.layers.build import build
@@ -63,15 +64,8 @@ def test_equals_log_softmax_then_nll(target, rng):
 
 def test_float32_agrees_with_float64(target, rng):
     x, labels = make(rng, (8, 10), 1)
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.CrossEntropyLossLayer()
-        loss = layer(target.asarray(x, dtype), target.asarray(labels))
-        grad_in = layer.backward()
-        assert str(loss.dtype).endswith(dtype) and str(grad_in.dtype).endswith(dtype)
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (loss, grad_in)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-5, atol=1e-7)
+    assert_float32_matches_float64(target, mnn.CrossEntropyLossLayer, (x, labels), None,
+                                   rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -3,6 +3,7 @@
 import array_api_compat
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.testing import gradcheck
@@ -28,15 +29,8 @@ def test_forward_matches_numpy_reference(target, rng):
 def test_float32_agrees_with_float64(target, rng):
     x = rng.standard_normal((8, 16))
     g = rng.standard_normal((8, 10))
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.LinearLayer(16, 10, rng=0)
-        out = layer(target.asarray(x, dtype))
-        grad_in = layer.backward(target.asarray(g, dtype))
-        results[dtype] = [target.to_host(a).astype(np.float64)
-                          for a in (out, grad_in, layer.grads["w"], layer.grads["b"])]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-5, atol=1e-5)
+    assert_float32_matches_float64(target, lambda: mnn.LinearLayer(16, 10, rng=0), (x,), g,
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_same_seed_same_weights():

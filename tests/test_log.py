@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.testing import gradcheck
@@ -28,15 +29,7 @@ def test_forward_and_backward_match_numpy_reference(target, rng):
 
 def test_float32_agrees_with_float64(target, rng):
     x, g = positive(rng, (8, 16)), rng.standard_normal((8, 16))
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.LogLayer()
-        out = layer(target.asarray(x, dtype))
-        grad_in = layer.backward(target.asarray(g, dtype))
-        assert str(out.dtype).endswith(dtype) and str(grad_in.dtype).endswith(dtype)
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (out, grad_in)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-6, atol=1e-6)
+    assert_float32_matches_float64(target, mnn.LogLayer, (x,), g, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")

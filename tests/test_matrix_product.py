@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.errors import describe
@@ -41,15 +42,7 @@ def test_backward_is_the_transposed_products(target, rng):
 
 def test_float32_agrees_with_float64(target, rng):
     q, p, g = (rng.standard_normal(s) for s in [(2, 6, 8), (2, 8, 5), (2, 6, 5)])
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.MatrixProduct()
-        out = layer((target.asarray(q, dtype), target.asarray(p, dtype)))
-        grad_q, grad_p = layer.backward(target.asarray(g, dtype))
-        assert mnn.base.dtype_name(grad_q.dtype) == dtype == mnn.base.dtype_name(grad_p.dtype)
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (out, grad_q, grad_p)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-5, atol=1e-5)
+    assert_float32_matches_float64(target, mnn.MatrixProduct, ((q, p),), g, rtol=1e-5, atol=1e-5)
 
 
 def test_not_a_pair_is_a_clear_error(target, rng):

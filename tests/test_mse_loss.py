@@ -3,6 +3,7 @@
 import array_api_compat
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.testing import gradcheck
@@ -33,15 +34,7 @@ def test_forward_and_backward_match_numpy_reference(target, rng, shape):
 
 def test_float32_agrees_with_float64(target, rng):
     x, y = rng.standard_normal((8, 10)), rng.standard_normal((8, 10))
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.MSELossLayer()
-        loss = layer(target.asarray(x, dtype), target.asarray(y, dtype))
-        grad_in = layer.backward()
-        assert str(loss.dtype).endswith(dtype) and str(grad_in.dtype).endswith(dtype)
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (loss, grad_in)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-6, atol=1e-7)
+    assert_float32_matches_float64(target, mnn.MSELossLayer, (x, y), None, rtol=1e-6, atol=1e-7)
 
 
 def test_scalar_input_is_a_clear_error(target):

@@ -3,6 +3,7 @@
 import array_api_compat
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.testing import gradcheck
@@ -55,15 +56,8 @@ def test_any_integer_label_dtype(target, rng, label_dtype):
 
 def test_float32_agrees_with_float64(target, rng):
     log_p, labels = make(rng, (8, 10), 1)
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.NllLossLayer()
-        loss = layer(target.asarray(log_p, dtype), target.asarray(labels))
-        grad_in = layer.backward()
-        assert str(loss.dtype).endswith(dtype) and str(grad_in.dtype).endswith(dtype)
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (loss, grad_in)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-6, atol=1e-7)
+    assert_float32_matches_float64(target, mnn.NllLossLayer, (log_p, labels), None,
+                                   rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

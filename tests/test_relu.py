@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.testing import gradcheck
@@ -36,15 +37,7 @@ def test_subgradient_at_zero_is_zero(target):
 
 def test_float32_agrees_with_float64(target, rng):
     x, g = rng.standard_normal((8, 16)), rng.standard_normal((8, 16))
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.ReluLayer()
-        out = layer(target.asarray(x, dtype))
-        grad = layer.backward(target.asarray(g, dtype))
-        assert mnn.base.dtype_name(out.dtype) == mnn.base.dtype_name(grad.dtype) == dtype
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (out, grad)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-6, atol=1e-7)
+    assert_float32_matches_float64(target, mnn.ReluLayer, (x,), g, rtol=1e-6, atol=1e-7)
 
 
 def test_integer_inputs_are_a_clear_error(target):

@@ -4,6 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import assert_float32_matches_float64
 
 import mnn
 from mnn.layers.softmax import softmax_vjp
@@ -42,15 +43,7 @@ def test_backward_matches_explicit_jacobian(rng):
 
 def test_float32_agrees_with_float64(target, rng):
     x, g = 2 * rng.standard_normal((8, 16)), rng.standard_normal((8, 16))
-    results = {}
-    for dtype in ("float32", "float64"):
-        layer = mnn.SoftmaxLayer()
-        out = layer(target.asarray(x, dtype))
-        grad_in = layer.backward(target.asarray(g, dtype))
-        assert str(out.dtype).endswith(dtype) and str(grad_in.dtype).endswith(dtype)
-        results[dtype] = [target.to_host(a).astype(np.float64) for a in (out, grad_in)]
-    for low, high in zip(results["float32"], results["float64"], strict=True):
-        np.testing.assert_allclose(low, high, rtol=1e-5, atol=1e-6)
+    assert_float32_matches_float64(target, mnn.SoftmaxLayer, (x,), g, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
