@@ -283,11 +283,18 @@ def synchronizer(name: str, table: dict = TRAINERS):
     return lambda: backend.synchronize(device)
 
 
-def contenders(batch: int, dtype: str, gpu: bool = False) -> list[Contender]:
+#: Contenders that share a process with no other library's threads. torch's OpenMP
+#: workers keep spinning after each torch call and take the second core from OpenBLAS,
+#: so NumPy contenders timed next to torch ones look slower than they are.
+LIBRARIES = {"numpy": ("floor", "gemms", "mnn-numpy", "tinynn"), "torch": ("torch.nn", "mnn-torch")}
+
+
+def contenders(batch: int, dtype: str, gpu: bool = False,
+               library: str = "all") -> list[Contender]:
     table = GPU_TRAINERS if gpu else TRAINERS
     problem = make_problem(batch)
     out = []
-    for name in table:
+    for name in (table if library == "all" else LIBRARIES[library]):
         skip = missing(name, table)
         out.append(Contender(name, build=lambda n=name: build(n, problem, dtype, table),
                              sync=(lambda: None) if skip else synchronizer(name, table),
@@ -304,14 +311,18 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--sample-s", type=float, default=0.02)
     parser.add_argument("--json", help="write the results here (else print them)")
+    parser.add_argument("--library", default="all", choices=["all", *LIBRARIES],
+                        help="only the contenders of one library (one process each)")
     args = parser.parse_args(argv)
-    result = compare(contenders(args.batch, args.dtype, args.gpu),
-                     reference="torch.nn-cuda" if args.gpu else "floor",
+    chosen = contenders(args.batch, args.dtype, args.gpu, args.library)
+    result = compare(chosen, reference="torch.nn-cuda" if args.gpu else chosen[0].name,
                      repeats=args.repeats, warmup=args.warmup, sample_s=args.sample_s)
     write_result(result, args.json, kind="mlp",
                  title=f"MLP 784-256-10 step, batch {args.batch}, {args.dtype}"
-                 + (", CUDA" if args.gpu else ""),
-                 params={"batch": args.batch, "dtype": args.dtype, "gpu": args.gpu})
+                 + (", CUDA" if args.gpu else "")
+                 + ("" if args.library == "all" else f", {args.library} contenders"),
+                 params={"batch": args.batch, "dtype": args.dtype, "gpu": args.gpu,
+                         "library": args.library})
 
 if __name__ == "__main__":
     main()

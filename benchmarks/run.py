@@ -48,8 +48,9 @@ def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
     if quick:
         return [["benchmarks.mlp", "--batch", "64", "--dtype", "float32"],
                 ["benchmarks.softmax_memory", "--op", "softmax", "--n", "1024"]]
-    runs = [["benchmarks.mlp", "--batch", str(b), "--dtype", d]
-            for d in ("float32", "float64") for b in (1, 64, 1024)]
+    runs = [["benchmarks.mlp", "--batch", str(b), "--dtype", d, "--library", library]
+            for d in ("float32", "float64") for b in (1, 64, 1024)
+            for library in ("numpy", "torch")]
     if gpu:
         runs += [["benchmarks.mlp", "--gpu", "--batch", str(b), "--dtype", "float32"]
                  for b in (1, 64, 1024)]
