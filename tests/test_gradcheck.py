@@ -1,0 +1,116 @@
+"""mnn.testing.gradcheck: it passes correct layers and catches each kind of wrong one.
+
+Every check here makes a layer wrong on purpose and asserts that gradcheck says
+where: the layer, the variable, the backend, device and dtype, the index, and the
+analytic and numeric values against the tolerance.
+"""
+
+import numpy as np
+import pytest
+
+import mnn
+from mnn.testing import GradcheckError, GradcheckPrecisionWarning, gradcheck
+
+
+class ScaledWeightGradient(mnn.LinearLayer):
+    """A LinearLayer whose weight gradient is off by a factor at one entry."""
+
+    def __init__(self, *args, factor=1.01, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.factor = factor
+
+    def backward(self, gradients):
+        backend, where = self.placement.backend, self.placement
+        before = backend.to_host(self.grads["w"]).copy()
+        returned = super().backward(gradients)
+        wrong = backend.to_host(self.grads["w"]).copy()
+        # scale only this call's contribution to entry (1, 2), so accumulation stays right
+        wrong[1, 2] += (self.factor - 1.0) * (wrong[1, 2] - before[1, 2])
+        self.grads["w"] = backend.from_host(wrong, where.device, where.dtype)
+        return returned
+
+
+class WrongInputGradient(mnn.ReluLayer):
+    """ReLU whose input gradient forgets the mask: the identity's gradient."""
+
+    def backward(self, gradients):
+        self.saved_for_backward()
+        return gradients
+
+
+class ForgetsToAccumulate(mnn.LinearLayer):
+    """Overwrites the weight gradient instead of adding to it."""
+
+    def backward(self, gradients):
+        self.grads["w"] = self.grads["w"] * 0.0
+        return super().backward(gradients)
+
+
+class WritesIntoItsInputs(mnn.ReluLayer):
+    """Zeroes the negative entries of its input array in place (NumPy only)."""
+
+    def forward(self, inputs, feedbacks=None):
+        out = super().forward(inputs, feedbacks)
+        inputs[inputs < 0] = 0.0
+        return out
+
+
+def test_correct_layers_pass(target, rng):
+    x = target.asarray(rng.standard_normal((3, 5)) + 0.1)
+    assert gradcheck(mnn.LinearLayer(5, 4, rng=0), x)
+    labels = target.asarray(np.array([0, 3, 1]))
+    assert gradcheck(mnn.CrossEntropyLossLayer(), target.asarray(rng.standard_normal((3, 4))),
+                     labels)
+
+
+def test_wrong_parameter_gradient_names_everything(target, rng):
+    layer = ScaledWeightGradient(5, 4, rng=0, factor=1.01)
+    with pytest.raises(GradcheckError) as caught:
+        gradcheck(layer, target.asarray(rng.standard_normal((3, 5))))
+    message = str(caught.value)
+    assert "ScaledWeightGradient" in message
+    assert "parameter 'w'" in message
+    assert target.backend.name in message and "float64" in message
+    assert f"device {target.device_name}" in message
+    assert "w index (1, 2)" in message  # the one wrong entry
+    assert "analytic" in message and "numeric" in message and "tolerance" in message
+
+
+def test_wrong_input_gradient_is_caught(target, rng):
+    x = target.asarray(np.array([[-1.0, 0.5, 2.0], [0.3, -0.7, 1.2]]))
+    with pytest.raises(GradcheckError, match=r"WrongInputGradient.*respect to inputs is wrong"):
+        gradcheck(WrongInputGradient(), x)
+
+
+def test_large_inputs_use_random_projections(target, rng):
+    layer = ScaledWeightGradient(40, 30, rng=0, factor=1.5)  # 1200 weights: beyond the full check
+    with pytest.raises(GradcheckError, match=r"random projection 0"):
+        gradcheck(layer, target.asarray(rng.standard_normal((8, 40))), full_jacobian_max=64)
+    assert gradcheck(mnn.LinearLayer(40, 30, rng=0), target.asarray(rng.standard_normal((8, 40))),
+                     full_jacobian_max=64)
+
+
+def test_gradients_that_do_not_accumulate_are_caught(rng):
+    with pytest.raises(GradcheckError, match=r"did not accumulate parameter 'w' twice"):
+        gradcheck(ForgetsToAccumulate(4, 3, rng=0), rng.standard_normal((2, 4)))
+
+
+def test_writing_into_the_inputs_is_caught(rng):
+    with pytest.raises(GradcheckError, match=r"wrote into its inputs"):
+        gradcheck(WritesIntoItsInputs(), rng.standard_normal((3, 4)))
+
+
+def test_low_precision_warns_and_uses_its_own_tolerances(target, rng):
+    x = target.asarray(rng.standard_normal((3, 5)), "float32")
+    with pytest.warns(GradcheckPrecisionWarning, match="float32"):
+        assert gradcheck(mnn.LinearLayer(5, 4, rng=0), x)
+
+
+def test_layer_without_input_gradient_checks_its_parameters(rng):
+    layer = ScaledWeightGradient(5, 4, rng=0)
+    layer.input_grad = False
+    with pytest.raises(GradcheckError, match=r"parameter 'w'"):
+        gradcheck(layer, rng.standard_normal((3, 5)))
+    layer = mnn.LinearLayer(5, 4, rng=0)
+    layer.input_grad = False
+    assert gradcheck(layer, rng.standard_normal((3, 5)))
