@@ -10,7 +10,7 @@ from mnn.data import Batches, DataError, Dataset, load_digits
 
 HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
 needs_sklearn = pytest.mark.skipif(not HAVE_SKLEARN, reason="scikit-learn is not installed "
-                                   "(the digits data set ships with it; pip install scikit-learn)")
+                                   "(the cross-check against its copy of the digits needs it)")
 
 
 def _host_data(n=23, features=3):
@@ -105,3 +105,18 @@ def test_digits_fixed_split_scaled_to_unit_interval():
     overlap = sum(row.tobytes() in rows for row in test.inputs)
     duplicates = len(everything) - len({row.tobytes() for row in everything})
     assert overlap <= duplicates, "the test images must be held out of the training set"
+
+
+@needs_sklearn
+def test_embedded_digits_are_scikit_learns():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from mnn.data.digits import SPLIT_SEED
+
+    bunch = sklearn_digits()
+    train, test = load_digits()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(bunch.target))
+    held_out = order[-len(test):]
+    np.testing.assert_array_equal(test.inputs, bunch.data[held_out] / 16.0)
+    np.testing.assert_array_equal(test.labels, bunch.target[held_out])
+    np.testing.assert_array_equal(train.labels, bunch.target[order[:-len(test)]])

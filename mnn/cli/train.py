@@ -24,7 +24,7 @@ N_CLASSES = 10
 
 def add_arguments(parser) -> None:
     parser.add_argument("--dataset", default="digits",
-                        help="digits (scikit-learn's 8x8 digits, no download; the default) or "
+                        help="digits (8x8 digits embedded in mnn, no download; the default) or "
                              "mnist (IDX files in --data-dir)")
     parser.add_argument("--data-dir", default="mnist-data",
                         help="directory with the MNIST IDX files (default: mnist-data)")

@@ -2,7 +2,7 @@
 
 * ``Dataset`` (``dataset.py``): inputs and labels, moved to a backend and device once.
 * ``Batches`` (``batches.py``): shuffled mini-batches, cut out where the data lives.
-* ``load_digits`` (``digits.py``): scikit-learn's bundled 8x8 digits, a fixed test split.
+* ``load_digits`` (``digits.py``): the embedded 8x8 digits, a fixed test split.
 * ``load_mnist`` (``mnist.py``): MNIST from IDX files (``idx.py``), downloaded on request
   and checked against published checksums (``download.py``).
 """
