@@ -245,7 +245,7 @@ def test_checkpoint_that_does_not_fit_the_dataset(tmp_path):
 
 def test_the_old_checkpoint_survives_a_failed_run_and_is_replaced_whole(tmp_path):
     first = mnn_cli("train", "--epochs", "1", "--hidden", "8", "--save", "m.safetensors",
-                    cwd=tmp_path)
+                    "--plot", "none", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     old = (tmp_path / "m.safetensors").read_bytes()
     failed = mnn_cli("train", "--dataset", "mnist", "--data-dir", "nowhere", "--save",
@@ -253,7 +253,25 @@ def test_the_old_checkpoint_survives_a_failed_run_and_is_replaced_whole(tmp_path
     assert_one_line_error(failed, "nowhere does not exist")
     assert (tmp_path / "m.safetensors").read_bytes() == old
     second = mnn_cli("train", "--epochs", "1", "--hidden", "16", "--save", "m.safetensors",
-                     cwd=tmp_path)
+                     "--plot", "none", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert mnn.load(tmp_path / "m.safetensors")[0].params["w"].shape == (16, 64)
     assert sorted(os.listdir(tmp_path)) == ["m.safetensors"], "no temporary files left"
+
+
+@pytest.mark.skipif(not HAVE["matplotlib"], reason="matplotlib is not installed (plots need it)")
+def test_plain_train_writes_the_curves_by_default(tmp_path):
+    result = mnn_cli("train", "--epochs", "1", "--hidden", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "digits-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote the curves to digits-curves.png" in result.stdout
+
+
+def test_plain_train_without_matplotlib_says_why_there_is_no_plot(tmp_path):
+    result = mnn_cli("train", "--epochs", "1", "--hidden", "8", cwd=tmp_path,
+                     block=["matplotlib"])
+    assert result.returncode == 0, result.stderr
+    assert "no plot of the curves: matplotlib is not installed" in result.stdout
+    assert not (tmp_path / "digits-curves.png").exists()
+    quiet = mnn_cli("train", "--epochs", "1", "--hidden", "8", "--plot", "none", cwd=tmp_path)
+    assert quiet.returncode == 0 and "curves" not in quiet.stdout

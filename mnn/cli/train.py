@@ -8,6 +8,7 @@ and the throughput in samples per second.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -20,6 +21,9 @@ from mnn.data import Batches
 
 OPTIMIZERS = {"sgd": mnn.optim.SGD, "adam": mnn.optim.Adam, "adamw": mnn.optim.AdamW}
 N_CLASSES = 10
+
+
+DEFAULT_PLOT = "<dataset>-curves.png"
 
 
 def add_arguments(parser) -> None:
@@ -46,8 +50,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--save", default=None, metavar="PATH",
                         help="write the trained model and optimizer to this .safetensors file "
                              "(atomically: an old file is replaced only by a complete new one)")
-    parser.add_argument("--plot", default=None, metavar="PNG",
-                        help="write the loss and accuracy curves to this PNG (needs matplotlib)")
+    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="PNG",
+                        help="write the loss and accuracy curves to this PNG (needs matplotlib; "
+                             "default: <dataset>-curves.png when matplotlib is installed; "
+                             "--plot none: no plot)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for NumPy's BLAS and PyTorch (1, fastest for small "
                              "networks; 0: the libraries' default)")
@@ -61,6 +67,13 @@ def run(args) -> int:
             raise CommandError(f"{name} must be at least 1, got {value}")
     if args.lr is not None and not args.lr > 0:
         raise CommandError(f"--lr must be positive, got {args.lr}")
+    if args.plot == DEFAULT_PLOT:  # a plot when matplotlib can draw it, a note when not
+        args.plot = f"{args.dataset}-curves.png"
+        if importlib.util.find_spec("matplotlib") is None:
+            print("(no plot of the curves: matplotlib is not installed; pip install matplotlib)")
+            args.plot = None
+    elif args.plot == "none":
+        args.plot = None
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise CommandError(f"{option} {path}: the directory "
@@ -79,6 +92,7 @@ def run(args) -> int:
     model = mnn.SequentialLayers([mnn.LinearLayer(n_in, args.hidden), mnn.ReluLayer(),
                                   mnn.LinearLayer(args.hidden, N_CLASSES),
                                   mnn.CrossEntropyLossLayer()])
+    model.input_grad = False  # the images need no gradient: skip that matrix product
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)
     optimizer = OPTIMIZERS[args.optimizer](model, lr=lr)
     batches = Batches(train, batch_size=args.batch_size, rng=args.seed)
@@ -135,10 +149,14 @@ def plot_curves(history: dict, path: str, title: str) -> None:
         axes.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
+    partial = f"{path}.partial-{os.getpid()}"  # atomic: an old plot is replaced only whole
     try:
-        figure.savefig(path, dpi=100)
+        figure.savefig(partial, dpi=100, format="png")
+        os.replace(partial, path)
     finally:
         plt.close(figure)
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def _matplotlib():
