@@ -102,7 +102,13 @@ def run_one(module_args: list[str], env: dict, timing: list[str], out: str) -> d
 def write_markdown(report: dict, path: Path) -> None:
     lines = ["# Benchmarks", "",
              f"Made by `{report['command']}` on {report['date']}.", ""]
-    machine = next((c["machine"] for c in report["comparisons"] if "machine" in c), None)
+    # Each comparison ran in its own process and saw only its own libraries: merge what they saw.
+    machine = None
+    for comparison in report["comparisons"]:
+        if "machine" in comparison:
+            seen = comparison["machine"]
+            machine = dict(seen) if machine is None else {**seen, **machine}
+            machine["versions"] = {**seen.get("versions", {}), **machine.get("versions", {})}
     if machine:
         lines += [f"- CPU: {machine['cpu']} ({machine['cores_usable']} usable cores)",
                   f"- BLAS: {blas_line(machine)}",
