@@ -57,14 +57,23 @@ def normalize_axis(layer, axis: int, rank: int) -> int:
     return axis % rank
 
 
-def check_same_placement(layer, array, reference, what: str, reference_what: str) -> None:
-    """Two inputs of one operation must come from the same library, device and dtype."""
+def check_same_placement(layer, array, reference, what: str, reference_what: str, *,
+                         dtype: bool = True) -> None:
+    """Two inputs of one operation must come from the same library and device, and with
+    ``dtype=True`` the same dtype (``dtype=False``: integer labels next to float data)."""
     from array_api_compat import array_namespace, device
 
-    if (array_namespace(array) is not array_namespace(reference)
-            or device(array) != device(reference) or array.dtype != reference.dtype):
+    try:
+        same = (array_namespace(array) is array_namespace(reference)
+                and device(array) == device(reference))
+    except TypeError:  # not an array at all: the dtype checks that follow say so
+        return
+    if dtype:
+        same = same and array.dtype == reference.dtype
+    if not same:
+        kind = "library, device and dtype" if dtype else "library and device"
         raise PlacementError(
-            f"{layer.name}: expected {what} from the same library, device and dtype as the "
+            f"{layer.name}: expected {what} from the same {kind} as the "
             f"{reference_what}, but the {reference_what} is {describe(reference)} and the "
             f"{what} is {describe(array)}; move one of them first")
 
@@ -75,19 +84,3 @@ def check_sample_shape(layer, array, shape: tuple, what: str = "inputs") -> None
         expected = ", ".join(["batch", *map(str, shape)])
         raise ShapeError(f"{layer.name}: expected {what} of shape ({expected}), as given to the "
                          f"constructor, got {describe(array)}")
-
-
-def check_same_device(layer, array, reference, what: str, reference_what: str) -> None:
-    """Same library and device (any dtype): integer labels or indices next to float data."""
-    from array_api_compat import array_namespace, device
-
-    try:
-        same = (array_namespace(array) is array_namespace(reference)
-                and device(array) == device(reference))
-    except TypeError:  # not an array at all: the dtype checks that follow say so
-        return
-    if not same:
-        raise PlacementError(
-            f"{layer.name}: expected {what} from the same library and device as the "
-            f"{reference_what}, but the {reference_what} is {describe(reference)} and the "
-            f"{what} is {describe(array)}; move one of them first")

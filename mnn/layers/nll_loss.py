@@ -7,14 +7,14 @@ import math
 import array_api_extra as xpx
 
 from mnn.base import BaseLayer
-from mnn.checks import check_labels, check_rank, check_same_device, normalize_axis
+from mnn.checks import check_labels, check_rank, check_same_placement, normalize_axis
 
 
 def check_logits_and_labels(layer, xp, inputs, labels, axis: int) -> int:
     """Inputs of rank >= 2 and one valid integer label per position; returns the class axis."""
     check_rank(layer, inputs, 2)
     axis = normalize_axis(layer, axis, len(inputs.shape))
-    check_same_device(layer, labels, inputs, "labels", "inputs")
+    check_same_placement(layer, labels, inputs, "labels", "inputs", dtype=False)
     check_labels(layer, xp, labels, inputs, axis)
     return axis
 
