@@ -10,7 +10,9 @@ standard does not cover live here, one short class per library:
 * ``synchronize``: wait for queued work, so that timings mean something;
 * ``random_normal``: seeded random numbers made on the device;
 * ``scatter_add``: index accumulation (repeated indices add up), which the
-  standard has no function for.
+  standard has no function for;
+* ``add_scaled``: ``target += alpha * source`` in place and in one pass (the
+  gradient descent update), which the standard can only write as two passes.
 
 An adapter is found from the array itself, the way einops finds its backends: a
 library that is not already in ``sys.modules`` cannot own the array, so nothing
@@ -146,6 +148,19 @@ class Backend:
         one_hot = xp.astype(xp.expand_dims(indices, axis=1) == rows, values.dtype)  # (k, n)
         flat = xp.reshape(values, (k, math.prod(target.shape[1:])))
         return target + xp.reshape(xp.matrix_transpose(one_hot) @ flat, target.shape)
+
+    def add_scaled(self, target, alpha: float, source):
+        """``target + alpha * source``, written into ``target`` where the library allows.
+
+        The update of gradient descent (``alpha = -lr``). The standard has neither
+        in-place functions nor a fused multiply-add, so this default computes
+        ``alpha * source`` into a temporary first: two passes over memory, where
+        adapters make one (BLAS axpy, torch's ``add_(source, alpha=...)``).
+        Returns the result: ``target`` itself, or a new array where arrays are
+        immutable (JAX).
+        """
+        target += alpha * source
+        return target
 
     def __repr__(self) -> str:
         return f"<mnn backend {self.name!r}>"

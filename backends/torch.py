@@ -60,6 +60,9 @@ class TorchBackend(Backend):
     def scatter_add(self, target, indices, values):
         return target.index_add(0, indices, values)
 
+    def add_scaled(self, target, alpha, source):
+        return target.add_(source, alpha=alpha)  # one fused pass, as torch.optim.SGD does
+
 
 def _allocates(torch, name: str) -> bool:
     try:

@@ -177,7 +177,7 @@ class Mnn:
         self.labels = self.backend.from_host(problem.labels, where, self.backend.dtype("int64"))
 
     def __call__(self):
-        self.net.zero_grads()
+        self.net.zero_grads(set_to_none=True)  # as torch.nn's optimizer.zero_grad() does
         loss = self.net(self.x, self.labels)
         self.net.backward()
         self.net.step(LR)

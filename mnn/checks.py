@@ -5,7 +5,7 @@ Each raises with the layer's name, what it expected and what arrived.
 
 from __future__ import annotations
 
-import math
+from array_api_compat import array_namespace, device
 
 from mnn.errors import DTypeError, LabelError, PlacementError, ShapeError, describe
 
@@ -34,7 +34,11 @@ def check_same_shape(layer, array, reference, what: str, reference_what: str) ->
 
 
 def check_labels(layer, xp, labels, logits, axis: int) -> None:
-    """Labels: integers, one per sample (logits without the class axis), in [0, n_classes)."""
+    """Labels: integers, one per sample (the logits' shape without the class axis).
+
+    Their range, [0, n_classes), is checked where the loss compares them with the
+    classes anyway (``mnn.layers.nll_loss.label_mask``).
+    """
     if not hasattr(labels, "dtype") or not xp.isdtype(labels.dtype, "integral"):
         raise DTypeError(f"{layer.name}: expected integer class labels, got {describe(labels)}")
     expected = tuple(s for i, s in enumerate(logits.shape) if i != axis % len(logits.shape))
@@ -42,12 +46,6 @@ def check_labels(layer, xp, labels, logits, axis: int) -> None:
         raise LabelError(
             f"{layer.name}: expected labels of shape {expected} (one per sample), "
             f"got {describe(labels)}")
-    n_classes = logits.shape[axis]
-    if math.prod(labels.shape) > 0 and bool(xp.any((labels < 0) | (labels >= n_classes))):
-        low, high = int(xp.min(labels)), int(xp.max(labels))
-        raise LabelError(
-            f"{layer.name}: expected labels in [0, {n_classes}) for {n_classes} classes, "
-            f"got values from {low} to {high}")
 
 
 def normalize_axis(layer, axis: int, rank: int) -> int:
@@ -61,11 +59,10 @@ def check_same_placement(layer, array, reference, what: str, reference_what: str
                          dtype: bool = True) -> None:
     """Two inputs of one operation must come from the same library and device, and with
     ``dtype=True`` the same dtype (``dtype=False``: integer labels next to float data)."""
-    from array_api_compat import array_namespace, device
-
     try:
-        same = (array_namespace(array) is array_namespace(reference)
-                and device(array) == device(reference))
+        same_library = (type(array) is type(reference)  # the quick answer, most of the time
+                        or array_namespace(array) is array_namespace(reference))
+        same = same_library and device(array) == device(reference)
     except TypeError:  # not an array at all: the dtype checks that follow say so
         return
     if dtype:

@@ -213,6 +213,27 @@ def test_scatter_add_accumulates_repeated_indices(target, rng, case, dtype, gene
     np.testing.assert_array_equal(target.to_host(t), host_target)  # target left alone
 
 
+# --- add-scaled (the gradient descent update) ------------------------------------------------
+
+@pytest.mark.parametrize("generic", [False, True], ids=["adapter", "standard-fallback"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_add_scaled_updates_the_target(target, rng, dtype, generic):
+    host_target = rng.standard_normal((7, 5)).astype(dtype)
+    host_source = rng.standard_normal((7, 5)).astype(dtype)
+    t, source = target.asarray(host_target, dtype), target.asarray(host_source, dtype)
+    add_scaled = backends.Backend.add_scaled if generic else type(target.backend).add_scaled
+    out = add_scaled(target.backend, t, -0.25, source)
+
+    assert target.backend.owns(out) and dtype_name(out.dtype) == dtype
+    assert array_api_compat.device(out) == target.device
+    rtol = 1e-6 if dtype == "float32" else 1e-15
+    np.testing.assert_allclose(target.to_host(out), host_target - 0.25 * host_source,
+                               rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(target.to_host(source), host_source)  # source left alone
+    if array_api_compat.is_writeable_array(t):  # in place: the very same array, updated
+        assert out is t
+
+
 # --- seeded random numbers -------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -70,6 +70,18 @@ def test_large_log_probabilities_stay_finite_and_correct(target, rng, dtype):
     np.testing.assert_allclose(loss, reference_nll(log_p.astype(dtype), labels, 1), rtol=1e-6)
 
 
+def test_minus_infinity_at_unlabelled_classes_gives_a_finite_loss(target, rng):
+    """log p = -inf where a class is impossible: the loss picks the labels only, no 0 * -inf."""
+    log_p, labels = make(rng, (4, 5), 1)
+    impossible = np.ones_like(log_p, dtype=bool)
+    impossible[np.arange(4), labels] = False
+    log_p[impossible & (rng.uniform(size=log_p.shape) < 0.5)] = -np.inf
+    layer = mnn.NllLossLayer()
+    loss = target.to_host(layer(target.asarray(log_p), target.asarray(labels)))
+    np.testing.assert_allclose(loss, reference_nll(log_p, labels, 1), rtol=1e-13)
+    assert np.isfinite(target.to_host(layer.backward())).all()
+
+
 def test_wrong_rank_is_a_clear_error(target, rng):
     with pytest.raises(mnn.ShapeError, match=r"NllLossLayer: expected inputs with at least 2 "
                                              r"dimensions, got .*shape \(4,\)"):

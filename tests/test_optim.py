@@ -193,6 +193,23 @@ def test_zero_grad_zeroes_every_gradient(rng):
     assert not any(np.any(layer.grads[key]) for _, layer, key in net.parameters())
 
 
+def test_zero_grad_set_to_none_skips_parameters_without_gradients(rng):
+    """As torch.optim: after zero_grad(set_to_none=True), a parameter with no gradient stays."""
+    net, (x, y) = tiny_net(), data(rng)
+    opt = Adam(net, lr=0.1)
+    opt.zero_grad(set_to_none=True)
+    assert all(layer.grads[key] is None for _, layer, key in net.parameters())
+    net(x, y)
+    net.backward()
+    net.layers[0].grads["b"] = None  # as if that parameter took no part in the loss
+    before = {k: np.array(v) for k, v in net.state_dict().items()}
+    opt.step()
+    after = net.state_dict()
+    np.testing.assert_array_equal(after["0.b"], before["0.b"])
+    assert all(np.any(after[k] != before[k]) for k in before if k != "0.b")
+    assert "0.b" not in opt.state_dict()["state"]
+
+
 def test_build_rebuilds_from_config():
     net = tiny_net()
     opt = SGD(net, lr=0.5, momentum=0.9, nesterov=True)

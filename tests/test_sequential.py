@@ -115,6 +115,34 @@ def test_step_and_zero_grads(target, rng):
     assert all(not np.any(target.to_host(g)) for layer in net for g in layer.grads.values())
 
 
+def test_zero_grads_set_to_none(target, rng):
+    """As torch's zero_grad(): None instead of zeros; backward then stores, step skips None."""
+    net = mlp()
+    x, g = target.asarray(rng.standard_normal((4, 4))), target.asarray(rng.standard_normal((4, 3)))
+    net(x)
+    net.backward(g)
+    once = {name: target.to_host(layer.grads[key]).copy() for name, layer, key in net.parameters()}
+    net.zero_grads(set_to_none=True)
+    assert all(layer.grads[key] is None for _, layer, key in net.parameters())
+    before = {k: target.to_host(v).copy() for k, v in net.state_dict().items()}
+    net.step(lr=0.5)  # no gradients: nothing moves
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(target.to_host(value), before[name])
+    for _ in range(2):  # the first backward stores, the second adds
+        net(x)
+        net.backward(g)
+    for name, layer, key in net.parameters():
+        np.testing.assert_allclose(target.to_host(layer.grads[key]), 2 * once[name], rtol=1e-12)
+    net.zero_grads(set_to_none=True)
+    net.to(dtype="float32")  # moving a net whose gradients are None keeps them None
+    assert all(layer.grads[key] is None for _, layer, key in net.parameters())
+    net.zero_grads()  # plain zero_grads gives zero arrays back, where the parameters live
+    for _, layer, key in net.parameters():
+        grad = layer.grads[key]
+        assert grad.shape == layer.params[key].shape and grad.dtype == layer.params[key].dtype
+        assert not np.any(target.to_host(grad))
+
+
 def test_build_and_load_weights_round_trip(target, rng):
     net = mlp(seed=3)
     x = target.asarray(rng.standard_normal((5, 4)))

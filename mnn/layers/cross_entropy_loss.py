@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mnn.base import BaseLayer
 from mnn.checks import check_sample_shape
-from mnn.layers.log_softmax import LogSoftmaxLayer, sample_shape_argument
-from mnn.layers.nll_loss import check_logits_and_labels, count, nll, one_hot
+from mnn.layers.log_softmax import log_softmax, sample_shape_argument
+from mnn.layers.nll_loss import count, label_mask, nll, one_hot
 
 
 class CrossEntropyLossLayer(BaseLayer):
@@ -22,7 +22,7 @@ class CrossEntropyLossLayer(BaseLayer):
     Forward
     -------
     The same as ``LogSoftmaxLayer`` followed by ``NllLossLayer``, with the same code
-    (``LogSoftmaxLayer.stable_log_softmax`` and ``nll``):
+    (``log_softmax`` and ``nll``):
 
     .. math::
         \log S_{ij} = x_{ij} - \log \sum_k e^{x_{ik}}, \qquad
@@ -60,11 +60,11 @@ class CrossEntropyLossLayer(BaseLayer):
     def forward(self, inputs, feedbacks=None):
         xp = self.adopt(inputs)
         check_sample_shape(self, inputs, self.shape)
-        axis = check_logits_and_labels(self, xp, inputs, feedbacks, self.axis)
-        log_p, s = LogSoftmaxLayer.stable_log_softmax(inputs, axis)  # Eq. (1), first half
-        self.save_for_backward(s, feedbacks, axis)
-        return nll(xp, log_p, feedbacks, axis)  # Eq. (1), second half
+        axis, mask = label_mask(self, xp, inputs, feedbacks, self.axis)
+        log_p, s = log_softmax(xp, inputs, axis)  # Eq. (1), first half
+        self.save_for_backward(xp, s, mask, count(feedbacks))
+        return nll(xp, log_p, mask, count(feedbacks))  # Eq. (1), second half
 
     def backward(self):
-        s, labels, axis = self.saved_for_backward()
-        return (s - one_hot(labels, s, axis)) / count(labels)  # Eq. (2)
+        xp, s, mask, n_labels = self.saved_for_backward()
+        return (s - one_hot(xp, mask, s)) / n_labels  # Eq. (2)

@@ -95,9 +95,9 @@ class LinearLayer(BaseLayer):
         flat_x = xp.reshape(inputs, (-1, self.in_features))
         # Eq. (3) as a contraction over the batch axis: at batch 1, ``g.T @ x`` is a
         # matmul with inner dimension 1, which NumPy runs ~10x slower than tensordot.
-        self.grads["w"] += xp.tensordot(flat_g, flat_x, axes=([0], [0]))
+        self.add_grad("w", xp.tensordot(flat_g, flat_x, axes=([0], [0])))
         if self.bias:
-            self.grads["b"] += xp.sum(flat_g, axis=0)  # Eq. (4)
+            self.add_grad("b", xp.sum(flat_g, axis=0))  # Eq. (4)
         if not self.input_grad:
             return None  # nobody needs it (e.g. the first layer of a network): skip a GEMM
         return gradients @ self.params["w"]  # Eq. (2)

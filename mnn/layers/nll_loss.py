@@ -4,36 +4,59 @@ from __future__ import annotations
 
 import math
 
-import array_api_extra as xpx
+import array_api_compat
 
 from mnn.base import BaseLayer
 from mnn.checks import check_labels, check_rank, check_same_placement, normalize_axis
+from mnn.errors import LabelError
 
 
-def check_logits_and_labels(layer, xp, inputs, labels, axis: int) -> int:
-    """Inputs of rank >= 2 and one valid integer label per position; returns the class axis."""
-    check_rank(layer, inputs, 2)
-    axis = normalize_axis(layer, axis, len(inputs.shape))
-    check_same_placement(layer, labels, inputs, "labels", "inputs", dtype=False)
-    check_labels(layer, xp, labels, inputs, axis)
-    return axis
+def label_mask(layer, xp, logits, labels, axis: int):
+    r"""Check ``labels`` against ``logits``; return the class axis and :math:`[j = y_i]`.
+
+    The mask compares the labels with ``arange(n)`` along ``axis`` (as
+    ``array_api_extra.one_hot`` does): booleans shaped like the logits, True at
+    each label's class. It serves three uses: the forward picks
+    :math:`\log p_{i, y_i}` with it, the backward turns it into the one-hot matrix,
+    and it checks the range: a label in :math:`[0, n)` matches exactly one class and
+    any other label none, so all labels are valid exactly when the mask holds
+    :math:`N` Trues (one count, one wait for the device).
+    """
+    check_rank(layer, logits, 2)
+    axis = normalize_axis(layer, axis, len(logits.shape))
+    check_same_placement(layer, labels, logits, "labels", "inputs", dtype=False)
+    check_labels(layer, xp, labels, logits, axis)
+    shape = tuple(logits.shape)
+    n = shape[axis]
+    classes = xp.arange(n, dtype=labels.dtype, device=array_api_compat.device(labels))
+    classes = xp.reshape(classes, (n,) + (1,) * (len(shape) - axis - 1))  # along axis
+    mask = xp.reshape(labels, shape[:axis] + (1,) + shape[axis + 1:]) == classes
+    if int(xp.count_nonzero(mask)) != count(labels):
+        low, high = int(xp.min(labels)), int(xp.max(labels))
+        raise LabelError(
+            f"{layer.name}: expected labels in [0, {n}) for {n} classes, "
+            f"got values from {low} to {high}")
+    return axis, mask
 
 
-def nll(xp, log_p, labels, axis: int):
-    r""":math:`-\frac{1}{N}\sum_i \log p_{i, y_i}`, Eq. (1) of ``NllLossLayer``: a 0-d array."""
-    index = xp.expand_dims(xp.astype(labels, xp.int64, copy=False), axis=axis)  # torch wants int64
-    picked = xp.take_along_axis(log_p, index, axis=axis)  # log p_{i, y_i}, size 1 along axis
-    return -xp.sum(picked) / count(labels)  # Eq. (1)
+def nll(xp, log_p, mask, n_labels: int):
+    r""":math:`-\frac{1}{N}\sum_i \log p_{i, y_i}`, Eq. (1) of ``NllLossLayer``: a 0-d array.
+
+    ``mask`` is ``label_mask``'s, ``n_labels`` is :math:`N`. ``where`` picks the
+    labelled entries; multiplying by the one-hot matrix instead would turn a
+    :math:`-\infty` at an unlabelled class into nan (:math:`0 \cdot (-\infty)`).
+    """
+    return -xp.sum(xp.where(mask, log_p, 0.0)) / n_labels  # Eq. (1)
+
+
+def one_hot(xp, mask, like):
+    r""":math:`\mathrm{onehot}(y)_{ij} = [j = y_i]`: ``label_mask``'s mask in ``like``'s dtype."""
+    return xp.astype(mask, like.dtype)
 
 
 def count(labels) -> int:
     """:math:`N`, the number of label positions the loss is the mean over."""
     return math.prod(labels.shape)
-
-
-def one_hot(labels, like, axis: int):
-    r""":math:`[j = y_i]`: labels compared with ``arange(n)`` along ``axis``, like ``like``."""
-    return xpx.one_hot(labels, like.shape[axis], dtype=like.dtype, axis=axis)
 
 
 class NllLossLayer(BaseLayer):
@@ -51,8 +74,9 @@ class NllLossLayer(BaseLayer):
     .. math::
         L = -\frac{1}{N} \sum_{i=1}^{N} \log p_{i, y_i}  \qquad (1)
 
-    computed by ``take_along_axis`` (one gather), not by multiplying with a one-hot
-    matrix, which would turn a :math:`-\infty` at an unlabelled class into nan.
+    computed by selecting the labelled entries with ``where`` (see ``nll``), not by
+    multiplying with a one-hot matrix, which would turn a :math:`-\infty` at an
+    unlabelled class into nan.
 
     Gradient
     --------
@@ -65,8 +89,8 @@ class NllLossLayer(BaseLayer):
     The Jacobian of a scalar is this one gradient, the size of the input: no
     :math:`n \times n` anything. ``backward()`` takes no argument (``is_loss``) and
     returns exactly (2), the gradient of the returned scalar, :math:`1/N` included.
-    The one-hot array comes from comparing the labels with ``arange(n)``
-    (``array_api_extra.one_hot``), not from a Python loop.
+    The one-hot array comes from comparing the labels with ``arange(n)`` once, in the
+    forward pass (``label_mask``, which also checks the labels), not from a Python loop.
     """
 
     is_loss = True
@@ -78,10 +102,10 @@ class NllLossLayer(BaseLayer):
 
     def forward(self, inputs, feedbacks=None):
         xp = self.adopt(inputs)
-        axis = check_logits_and_labels(self, xp, inputs, feedbacks, self.axis)
-        self.save_for_backward(inputs, feedbacks, axis)
-        return nll(xp, inputs, feedbacks, axis)  # Eq. (1)
+        _, mask = label_mask(self, xp, inputs, feedbacks, self.axis)
+        self.save_for_backward(xp, inputs, mask, count(feedbacks))
+        return nll(xp, inputs, mask, count(feedbacks))  # Eq. (1)
 
     def backward(self):
-        inputs, labels, axis = self.saved_for_backward()
-        return -one_hot(labels, inputs, axis) / count(labels)  # Eq. (2)
+        xp, inputs, mask, n_labels = self.saved_for_backward()
+        return -one_hot(xp, mask, inputs) / n_labels  # Eq. (2)

@@ -70,6 +70,8 @@ class Optimizer:
     def step(self) -> None:
         """One update of every parameter from the gradients in ``grads``."""
         for name, layer, key in self.model.parameters():
+            if layer.grads[key] is None:  # no gradient since zero_grad(set_to_none=True)
+                continue
             param = layer.params[key]
             state = self.state.setdefault(name, {})
             for entry, value in state.items():
@@ -77,9 +79,13 @@ class Optimizer:
             xp = array_api_compat.array_namespace(param)
             layer.params[key] = self.update(xp, param, layer.grads[key], state)
 
-    def zero_grad(self) -> None:
-        """Set every gradient to zero (``model.zero_grads()``), as before each ``backward``."""
-        self.model.zero_grads()
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Set every gradient to zero (``model.zero_grads()``), as before each ``backward``.
+
+        ``set_to_none=True`` sets them to ``None`` instead, as torch's default does:
+        the next ``backward`` then stores its gradients without adding them to zeros.
+        """
+        self.model.zero_grads(set_to_none)
 
     # --- checkpoints ---------------------------------------------------------------------
 
