@@ -107,7 +107,7 @@ def run(args) -> int:
         bar = _progress(len(train), f"epoch {epoch}/{args.epochs}", args.no_progress)
         total, seen = 0.0, 0
         for inputs, labels in batches:
-            optimizer.zero_grad()
+            optimizer.zero_grad(set_to_none=True)  # backward then stores, no zero pass
             loss = model(inputs, labels)
             model.backward()
             optimizer.step()
