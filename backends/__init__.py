@@ -11,8 +11,8 @@ standard does not cover live here, one short class per library:
 * ``random_normal``: seeded random numbers made on the device;
 * ``scatter_add``: index accumulation (repeated indices add up), which the
   standard has no function for;
-* ``add_scaled``: ``target += alpha * source`` in place and in one pass (the
-  gradient descent update), which the standard can only write as two passes.
+* ``add_scaled``: ``target += alpha * source`` (the gradient descent update) in
+  place and in one pass where the library can; the standard needs two passes.
 
 An adapter is found from the array itself, the way einops finds its backends: a
 library that is not already in ``sys.modules`` cannot own the array, so nothing
@@ -155,7 +155,7 @@ class Backend:
         The update of gradient descent (``alpha = -lr``). The standard has neither
         in-place functions nor a fused multiply-add, so this default computes
         ``alpha * source`` into a temporary first: two passes over memory, where
-        adapters make one (BLAS axpy, torch's ``add_(source, alpha=...)``).
+        an adapter can make one (torch's ``add_(source, alpha=...)``).
         Returns the result: ``target`` itself, or a new array where arrays are
         immutable (JAX).
         """

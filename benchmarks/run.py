@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     if args.quick:
         timing = ["--repeats", str(args.repeats or 3), "--warmup", "1", "--sample-s", "0.002"]
     else:
-        timing = ["--repeats", str(args.repeats or 30), "--warmup", "5", "--sample-s", "0.05"]
+        timing = ["--repeats", str(args.repeats or 60), "--warmup", "5", "--sample-s", "0.05"]
     gpu = not args.quick and gpu_present(env)
     with tempfile.TemporaryDirectory() as folder:
         results = [run_one(c, env, timing, os.path.join(folder, f"{i}.json"))

@@ -51,7 +51,7 @@ def survey() -> list[tuple[str, str, str]]:
 def run(args) -> int:
     print(f"mnn {mnn.__version__} on Python {platform.python_version()} "
           f"({platform.system()} {platform.machine()})")
-    for dependency in ("array-api-compat", "array-api-extra", "safetensors"):
+    for dependency in ("array-api-compat", "safetensors"):
         print(f"  {dependency} {metadata.version(dependency)}")
     rows = [("backend", "version", "devices"), *survey()]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
