@@ -1,5 +1,6 @@
-"""The README's example is examples/quickstart.py, verbatim, and it runs and trains."""
+"""The README: its example is examples/quickstart.py and trains; its table is the bench run."""
 
+import json
 import re
 import subprocess
 import sys
@@ -29,3 +30,23 @@ def test_readme_example_runs_and_trains_the_same_on_both_backends(tmp_path):
     loss_numpy, loss_strict = map(float, found.groups())
     assert loss_numpy == loss_strict, "the same seed must give the same training on both"
     assert loss_numpy < 0.25, f"the network did not learn: final loss {loss_numpy} (chance: 0.69)"
+
+
+def test_readme_benchmark_table_is_the_run_in_docs():
+    """The README's ratios are those of docs/benchmarks.json (rerun the bench, then copy)."""
+    report = json.loads((ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8"))
+    pairs = {}
+    for comparison in report["comparisons"]:
+        params = comparison["params"]
+        if comparison["kind"] == "mlp" and params["dtype"] == "float32" and not params["gpu"]:
+            pairs.setdefault(params["batch"], {}).update(comparison["pairs"])
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for batch, ratios in pairs.items():
+        row = (f"| MLP batch {batch}, float32 | {ratios['mnn-numpy / floor']:.2f}x "
+               f"| {ratios['mnn-numpy / tinynn']:.2f}x | {ratios['mnn-torch / torch.nn']:.2f}x |")
+        assert row in readme, f"README.md lacks the row {row!r} of docs/benchmarks.json"
+    for comparison in report["comparisons"]:
+        if comparison["kind"] == "softmax" and comparison["params"]["n"] == 32768:
+            mnn = next(r for r in comparison["results"] if r["name"] == "mnn-numpy")
+            row = f"| {comparison['params']['op']} | {mnn['peak_over_input']:.2f} |"
+            assert row in readme, f"README.md lacks the row {row!r} of docs/benchmarks.json"
