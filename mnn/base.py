@@ -134,8 +134,9 @@ class BaseLayer:
 
         With ``set_to_none=True`` (what ``torch.optim.Optimizer.zero_grad()`` does by
         default) every gradient becomes ``None`` instead: nothing is written now, and
-        the next ``backward`` stores its gradient instead of adding it to zeros. That
-        saves two passes over every parameter per step; ``step`` skips a ``None``.
+        the next ``backward`` stores its fresh gradient array instead of adding it to
+        zeros. That saves two passes over every parameter per step (at batch 1, the
+        784 x 256 weight gradient is most of the work); ``step`` skips a ``None``.
         """
         for _, layer, key in self.parameters():
             grad = layer.grads[key]

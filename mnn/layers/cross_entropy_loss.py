@@ -62,8 +62,9 @@ class CrossEntropyLossLayer(BaseLayer):
         check_sample_shape(self, inputs, self.shape)
         axis, mask = label_mask(self, xp, inputs, feedbacks, self.axis)
         log_p, s = log_softmax(xp, inputs, axis)  # Eq. (1), first half
-        self.save_for_backward(xp, s, mask, count(feedbacks))
-        return nll(xp, log_p, mask, count(feedbacks))  # Eq. (1), second half
+        n_labels = count(feedbacks)
+        self.save_for_backward(xp, s, mask, n_labels)
+        return nll(xp, log_p, mask, n_labels)  # Eq. (1), second half
 
     def backward(self):
         xp, s, mask, n_labels = self.saved_for_backward()

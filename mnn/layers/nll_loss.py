@@ -103,8 +103,9 @@ class NllLossLayer(BaseLayer):
     def forward(self, inputs, feedbacks=None):
         xp = self.adopt(inputs)
         _, mask = label_mask(self, xp, inputs, feedbacks, self.axis)
-        self.save_for_backward(xp, inputs, mask, count(feedbacks))
-        return nll(xp, inputs, mask, count(feedbacks))  # Eq. (1)
+        n_labels = count(feedbacks)
+        self.save_for_backward(xp, inputs, mask, n_labels)
+        return nll(xp, inputs, mask, n_labels)  # Eq. (1)
 
     def backward(self):
         xp, inputs, mask, n_labels = self.saved_for_backward()
