@@ -67,3 +67,17 @@ def assert_float32_matches_float64(target, make_layer, inputs: tuple, cotangent,
     high = run_in_dtype(target, make_layer, inputs, cotangent, "float64")
     for a, b in zip(low, high, strict=True):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def assert_matches_torch_autograd(layer, torch_function, x, g, *, rtol: float,
+                                  atol: float = 0.0) -> None:
+    """``layer``'s output for ``x`` and its input gradient for the cotangent ``g`` (host
+    float64 arrays) equal those of ``torch_function`` through torch.autograd."""
+    import torch
+
+    out, grad_in = layer(x), layer.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch_function(tx)
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=rtol, atol=atol)

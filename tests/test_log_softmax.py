@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import assert_float32_matches_float64
+from helpers import assert_float32_matches_float64, assert_matches_torch_autograd
 
 import mnn
 from mnn.layers.build import build
@@ -125,11 +125,6 @@ def test_gradients_of_the_wrong_shape_are_a_clear_error(target, rng):
 def test_matches_torch_autograd(rng, shape, axis):
     torch = pytest.importorskip("torch", reason="the torch.autograd comparison needs torch")
     x, g = 3 * rng.standard_normal(shape), rng.standard_normal(shape)
-    layer = mnn.LogSoftmaxLayer(axis=axis)
-    out = layer(x)
-    grad_in = layer.backward(g)
-    tx = torch.tensor(x, requires_grad=True)
-    tout = torch.nn.functional.log_softmax(tx, dim=axis)
-    tout.backward(torch.tensor(g))
-    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-9, atol=1e-15)
-    np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=1e-9, atol=1e-15)
+    assert_matches_torch_autograd(mnn.LogSoftmaxLayer(axis=axis),
+                                  lambda t: torch.nn.functional.log_softmax(t, dim=axis), x, g,
+                                  rtol=1e-9, atol=1e-15)

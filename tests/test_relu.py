@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import assert_float32_matches_float64
+from helpers import assert_float32_matches_float64, assert_matches_torch_autograd
 
 import mnn
 from mnn.testing import gradcheck
@@ -54,11 +54,4 @@ def test_backward_before_forward_is_a_clear_error(target):
 def test_matches_torch_autograd(rng):
     torch = pytest.importorskip("torch", reason="the torch.autograd comparison needs torch")
     x, g = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
-    layer = mnn.ReluLayer()
-    out = layer(x)
-    grad = layer.backward(g)
-    tx = torch.tensor(x, requires_grad=True)
-    tout = torch.relu(tx)
-    tout.backward(torch.tensor(g))
-    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-12)
-    np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-12)
+    assert_matches_torch_autograd(mnn.ReluLayer(), torch.relu, x, g, rtol=1e-12)

@@ -4,7 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import assert_float32_matches_float64
+from helpers import assert_float32_matches_float64, assert_matches_torch_autograd
 
 import mnn
 from mnn.layers.softmax import softmax_vjp
@@ -116,14 +116,9 @@ def test_config_round_trips():
 def test_matches_torch_autograd(rng, shape, axis):
     torch = pytest.importorskip("torch", reason="the torch.autograd comparison needs torch")
     x, g = 3 * rng.standard_normal(shape), rng.standard_normal(shape)
-    layer = mnn.SoftmaxLayer(axis=axis)
-    out = layer(x)
-    grad_in = layer.backward(g)
-    tx = torch.tensor(x, requires_grad=True)
-    tout = torch.nn.functional.softmax(tx, dim=axis)
-    tout.backward(torch.tensor(g))
-    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-9, atol=1e-15)
-    np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=1e-9, atol=1e-15)
+    assert_matches_torch_autograd(mnn.SoftmaxLayer(axis=axis),
+                                  lambda t: torch.nn.functional.softmax(t, dim=axis), x, g,
+                                  rtol=1e-9, atol=1e-15)
 
 
 def test_backward_memory_is_linear_in_the_input(rng):
