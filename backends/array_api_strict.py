@@ -6,12 +6,14 @@ machines without a GPU, so device propagation is tested everywhere.
 
 import numpy as np
 
-from . import Backend, register
+from .backend import Backend
+from .registry import register
 
 
 class ArrayApiStrictBackend(Backend):
     name = "array_api_strict"
     module = "array_api_strict"
+    distribution = "array-api-strict"
 
     def devices(self) -> list[str]:
         return ["CPU_DEVICE", "device1", "device2"]

@@ -2,12 +2,14 @@
 
 import numpy as np
 
-from . import Backend, register
+from .backend import Backend
+from .registry import register
 
 
 class CupyBackend(Backend):
     name = "cupy"
     module = "cupy"
+    distribution = "cupy-cuda12x"
     _present: list[str] | None = None
 
     def devices(self) -> list[str]:

@@ -1,13 +1,14 @@
 """JAX: immutable arrays on ``jax.devices()``, named ``cpu``, ``cuda:N``, ``tpu:N``...
 
 JAX computes in float32 unless ``jax.config.update("jax_enable_x64", True)``
-was called; asking for float64 without it is an error here rather than a silent
-downcast.
+was called (``enable_float64`` does it); asking for float64 without it is an
+error here rather than a silent downcast.
 """
 
 import numpy as np
 
-from . import Backend, register
+from .backend import Backend
+from .registry import register
 
 
 class JaxBackend(Backend):
@@ -17,6 +18,9 @@ class JaxBackend(Backend):
     def owns(self, array) -> bool:
         # jax.Array's concrete type lives in jaxlib (jaxlib._jax.ArrayImpl), tracers in jax.
         return type(array).__module__.partition(".")[0] in ("jax", "jaxlib")
+
+    def enable_float64(self) -> None:
+        self.library().config.update("jax_enable_x64", True)
 
     def devices(self) -> list[str]:
         return [self.device_name(device) for device in self.library().devices()]

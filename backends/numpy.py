@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from . import Backend, register
+from .backend import Backend
+from .registry import register
 
 
 class NumpyBackend(Backend):

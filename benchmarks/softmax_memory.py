@@ -74,7 +74,7 @@ class Case:
             layer = mnn.SoftmaxLayer() if op == "softmax" else mnn.LogSoftmaxLayer()
             self.x, self.g = (self.be.from_host(a, where, as_dtype) for a in (x, g))
             layer.forward(self.x)
-            self.backward = lambda: layer.backward(self.g)
+            self.backward = lambda: layer.backward(self.g, retain_graph=True)
         elif kind == "autograd":
             import torch
 

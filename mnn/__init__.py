@@ -5,18 +5,12 @@ layer's docstring) and written once against the Python array API standard, so th
 same code runs on NumPy, PyTorch, CuPy, JAX and array-api-strict arrays.
 """
 
-import os as _os
-
-# An install maps the top-level ``backends/`` folder to ``mnn.backends`` (pyproject.toml).
-# Run from a source checkout, ``mnn/`` has no ``backends/``: look for it beside ``mnn/``.
-if not _os.path.isdir(_os.path.join(__path__[0], "backends")):
-    __path__.append(_os.path.dirname(__path__[0]))
-
-from mnn import backends, optim  # noqa: E402
+from mnn import backends, optim
 from mnn.base import BaseLayer
 from mnn.checkpoint import load, save
 from mnn.errors import (
     BackwardBeforeForwardError,
+    BackwardTwiceError,
     CheckpointError,
     DTypeError,
     LabelError,
@@ -33,6 +27,6 @@ __version__ = "0.1.0"
 __all__ = [
     "backends", "optim", "BaseLayer", "manual_seed", "save", "load",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
-    "BackwardBeforeForwardError", "CheckpointError",
+    "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError",
     *_layers,
 ]

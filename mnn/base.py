@@ -1,77 +1,247 @@
-"""``BaseLayer``: the contract every layer keeps (see DESIGN.md, "The layer contract").
+"""``BaseLayer``: the contract every layer keeps, and the template that keeps it (docs/design.md).
 
-A layer owns ``params`` (name -> array) and ``grads`` (same keys and shapes).
-``forward(inputs, feedbacks=None)`` computes the output and saves what the
-backward pass needs; ``backward(gradients)`` returns the vector-Jacobian product
-with the last forward's input and *adds* the parameter gradients into ``grads``.
+A layer owns ``params`` (name -> array) and ``grads`` (same keys, ``None`` until
+a ``backward``). It writes two methods, the math of its docstring:
 
-Where the parameters live: a new layer holds them on the host as float64 NumPy
-arrays drawn from a seeded generator. The first ``forward`` moves them to the
-namespace, device and floating dtype of its inputs; afterwards inputs from
-anywhere else raise a ``PlacementError`` that names both sides and the fix.
+* ``compute_forward(xp, inputs, feedbacks)``: the output; it keeps what the
+  backward pass needs with ``self.save_for_backward(...)``;
+* ``compute_backward(xp, gradients, *saved)``: the vector-Jacobian product with
+  the inputs (``*saved`` are the values it saved); it adds the parameter
+  gradients with ``self.add_grad(key, value)``. A loss takes no gradients:
+  ``compute_backward(xp, *saved)``.
+
+``xp`` is the array API namespace of the inputs. Everyone calls the template
+methods ``forward`` and ``backward`` of this class, which run the checks the
+layer declared (``expect_inputs``, ``expect_feedbacks``) before the math, so
+every layer checks alike:
+
+* forward: the inputs are arrays of the declared kind (floating point by
+  default), of the declared rank and sizes, from the library, device and dtype
+  of the parameters. The first forward moves the parameters there instead
+  (a new layer holds them on the host as float64 NumPy arrays).
+* backward: it follows a forward, at most once (as in torch, a second backward
+  needs a second forward), and the gradients have exactly the shape, dtype,
+  library and device of that forward's output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
+from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from mnn import backends
+from mnn.backends import Placement, dtype_name
+from mnn.checks import (
+    check_labels,
+    check_same_placement,
+    check_same_shape,
+    check_shape,
+    normalize_axis,
+)
 from mnn.errors import (
     BackwardBeforeForwardError,
+    BackwardTwiceError,
     CheckpointError,
     DTypeError,
     PlacementError,
+    ShapeError,
     describe,
 )
 
-
-class Placement(NamedTuple):
-    """Where a layer's parameters live: which library, which device, which dtype."""
-
-    backend: backends.Backend
-    device: object
-    dtype: object
-
-    def __str__(self) -> str:
-        return (f"{self.backend.name} arrays of dtype {dtype_name(self.dtype)} "
-                f"on device {self.backend.device_name(self.device)}")
-
-
+#: Where a new layer's parameters live until its first forward: float64 NumPy arrays.
 HOST = Placement(backends.get("numpy"), "cpu", np.dtype("float64"))
 
 
-def dtype_name(dtype) -> str:
-    """``float32`` for ``numpy.float32``, ``torch.float32``, ``array_api_strict.float32``..."""
-    if isinstance(dtype, type):  # numpy.float32, the scalar type rather than a dtype
-        return dtype.__name__
-    return str(dtype).rpartition(".")[2]
+
+class _Sentinel:
+    """A named marker for what a layer keeps between forward and backward."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_NOTHING_YET = _Sentinel("nothing saved yet")  # no forward has finished
+_USED = _Sentinel("used by a backward")  # a backward consumed the last forward's values
 
 
 class BaseLayer:
-    """Base class of every layer: parameter bookkeeping, placement, and the training helpers."""
+    """Base class of every layer: the forward/backward template, parameters and placement."""
 
     #: A loss layer returns a 0-d array and its ``backward()`` takes no argument.
     is_loss = False
     #: False when nobody needs the gradient with respect to the inputs (the first layer
-    #: of a network fed with data): layers that can skip that work return ``None``.
+    #: of a network fed with data): ``backward`` then returns ``None``.
     input_grad = True
 
     def __init__(self) -> None:
-        self.params: dict[str, object] = {}
-        self.grads: dict[str, object] = {}
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
         self.sublayers: dict[str, BaseLayer] = {}
-        self.args: dict[str, object] = {}  # constructor arguments, for config() and checkpoints
+        self.args: dict[str, Any] = {}  # constructor arguments, for config() and checkpoints
         self.placement: Placement = HOST
         self._placed = False  # set by the first forward (or by to())
-        self._adopted = None  # (type, dtype, device, namespace) of the last inputs that passed
-        self._saved: tuple | None = None
+        self._input_kind = "real floating"
+        self._input_rank: tuple[int, int | None] = (0, None)
+        self._input_sizes: dict[int, int] = {}
+        self._feedbacks: str | None = None
+        self._class_axis = 1
+        self._seen: tuple | None = None  # (type, dtype, device) of inputs that passed, and xp
+        self._xp = None  # the namespace of the last forward's inputs
+        self._saved: tuple | _Sentinel = _NOTHING_YET
+        self.retain_graph = False  # the running backward's retain_graph, for containers
+        self._output_spec: tuple | None = None
+
+    # --- what a layer declares ---------------------------------------------------------
+
+    def expect_inputs(self, *, min_rank: int = 0, max_rank: int | None = None,
+                      sizes: Mapping[int, int] | None = None,
+                      kind: str = "real floating") -> None:
+        """Declare what ``forward`` accepts: rank bounds, the size of some axes
+        (``{-1: in_features}``) and the dtype kind (``"real floating"``, ``"integral"``)."""
+        self._input_rank = (min_rank, max_rank)
+        self._input_sizes = dict(sizes or {})
+        self._input_kind = kind
+
+    def expect_feedbacks(self, kind: str, class_axis: int = 1) -> None:
+        """Declare the loss's feedbacks: ``"targets"`` (floats like the inputs) or
+        ``"labels"`` (integers, the inputs' shape without ``class_axis``)."""
+        if kind not in ("targets", "labels"):
+            raise ValueError(f"{self.name}: feedbacks are 'targets' or 'labels', got {kind!r}")
+        self._feedbacks, self._class_axis = kind, class_axis
+
+    # --- what a layer writes -----------------------------------------------------------
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        raise NotImplementedError(f"{self.name} does not define compute_forward")
+
+    def compute_backward(self, xp, *gradients_and_saved):
+        raise NotImplementedError(f"{self.name} does not define compute_backward")
+
+    # --- the template ------------------------------------------------------------------
 
     def __call__(self, inputs, feedbacks=None):
         return self.forward(inputs, feedbacks)
+
+    def forward(self, inputs, feedbacks=None):
+        """Check ``inputs`` (and a loss's ``feedbacks``), then run ``compute_forward``."""
+        xp = self.check_inputs(inputs, feedbacks)
+        self._saved = _NOTHING_YET
+        outputs = self.compute_forward(xp, inputs, feedbacks)
+        if self._saved is _NOTHING_YET:  # the math keeps nothing: backward may still run once
+            self._saved = ()
+        self._xp, self._output_spec = xp, None if self.is_loss else _spec(outputs)
+        return outputs
+
+    def backward(self, gradients=None, *, retain_graph: bool = False):
+        """The gradient with respect to the last forward's inputs (``None`` when
+        ``input_grad`` is False); parameter gradients are added into ``grads``.
+
+        As in torch, what the forward kept is used up by one backward, unless
+        ``retain_graph=True`` keeps it for another (containers pass it on).
+        """
+        saved = self._take_saved()
+        if retain_graph:
+            self._saved = saved
+        self.retain_graph = retain_graph
+        if self.is_loss:
+            if gradients is not None:
+                raise TypeError(f"{self.name} is a loss (or ends in one): backpropagation starts "
+                                f"there, so backward() takes no argument; got "
+                                f"{describe(gradients)}")
+            return self.compute_backward(self._xp, *saved)
+        self.check_gradients(gradients)
+        return self.compute_backward(self._xp, gradients, *saved)
+
+    def save_for_backward(self, *values) -> None:
+        """Keep ``values`` for the next ``backward``; they arrive as its ``*saved``."""
+        self._saved = values
+
+    def _take_saved(self) -> tuple:
+        saved = self._saved
+        if saved is _NOTHING_YET:
+            raise BackwardBeforeForwardError(
+                f"{self.name}: backward() was called before forward(); "
+                f"run forward on a batch first, then backward with its output's gradient")
+        if saved is _USED:
+            raise BackwardTwiceError(
+                f"{self.name}: backward() was called twice after one forward(); what the "
+                f"forward kept was used by the first backward (torch raises too). Run forward "
+                f"again (gradients still add up over several forward/backward pairs), or pass "
+                f"retain_graph=True to the first backward")
+        self._saved = _USED
+        return saved
+
+    # --- the checks --------------------------------------------------------------------
+
+    def check_inputs(self, inputs, feedbacks=None):
+        """Run the declared checks on ``inputs`` (and ``feedbacks``); return their namespace.
+
+        Containers override it: their layers check their own inputs.
+        """
+        seen = (type(inputs), getattr(inputs, "dtype", None), getattr(inputs, "device", None))
+        if self._seen is None or self._seen[:3] != seen:
+            xp = self.adopt(inputs)
+            self._seen = (*seen, xp)
+        xp = self._seen[3]
+        check_shape(self, inputs, *self._input_rank, self._input_sizes)
+        if self._feedbacks == "targets":
+            self.adopt(feedbacks, "targets")
+            check_same_shape(self, feedbacks, inputs, "targets", "inputs")
+            check_same_placement(self, feedbacks, inputs, "targets", "inputs")
+        elif self._feedbacks == "labels":
+            axis = normalize_axis(self, self._class_axis, len(inputs.shape))
+            check_same_placement(self, feedbacks, inputs, "labels", "inputs", dtype=False)
+            check_labels(self, xp, feedbacks, inputs, axis)
+        return xp
+
+    def check_gradients(self, gradients) -> None:
+        """``gradients`` match the last forward's output: library, dtype, device and shape."""
+        expected, got = self._output_spec, _spec(gradients)
+        if expected is None or got == expected:
+            return
+        library, dtype, device, shape = expected
+        error = (DTypeError if got is None  # not an array at all
+                 else ShapeError if got[:3] == expected[:3] else PlacementError)
+        raise error(f"{self.name}: expected gradients like the output of the last forward "
+                    f"({library} array of dtype {dtype}, shape {shape}, on device {device}), "
+                    f"got {describe(gradients)}")
+
+    def adopt(self, inputs, what: str = "inputs"):
+        """Check that ``inputs`` are an array of the declared kind; return its namespace.
+
+        The first call moves this layer's parameters to the library and device of
+        the inputs (and their dtype, when they are floating point); later calls
+        check that the inputs still live there.
+        """
+        xp = namespace_of(self, inputs, what)
+        kind = self._input_kind if what == "inputs" else "real floating"
+        if not xp.isdtype(inputs.dtype, kind):
+            wanted = "floating-point" if kind == "real floating" else kind
+            raise DTypeError(f"{self.name}: expected {wanted} {what}, got {describe(inputs)}")
+        if not self.params:
+            return xp
+        arrived = Placement.of(inputs)
+        if kind != "real floating":  # integer inputs (token ids): the parameters keep their dtype
+            arrived = arrived._replace(dtype=arrived.backend.dtype(dtype_name(
+                self.placement.dtype)))
+        if not self._placed:
+            self._move_params(arrived)
+        elif arrived != self.placement:
+            raise PlacementError(
+                f"{self.name}: its parameters are {self.placement}, but the {what} are {arrived}. "
+                f"Move the layer first with layer.to(xp=..., device=..., dtype=...) "
+                f"(here: .to(xp={arrived.backend.name!r}, "
+                f"device={arrived.backend.device_name(arrived.device)!r}, "
+                f"dtype={dtype_name(arrived.dtype)!r})), or move the {what}.")
+        return xp
+
+    # --- parameters --------------------------------------------------------------------
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
@@ -81,30 +251,11 @@ class BaseLayer:
     def name(self) -> str:
         return type(self).__name__
 
-    def forward(self, inputs, feedbacks=None):
-        raise NotImplementedError
-
-    def backward(self, gradients):
-        raise NotImplementedError
-
-    # --- what forward keeps for backward -------------------------------------------
-
-    def save_for_backward(self, *values) -> None:
-        self._saved = values
-
-    def saved_for_backward(self) -> tuple:
-        if self._saved is None:
-            raise BackwardBeforeForwardError(
-                f"{self.name}: backward() was called before forward(); "
-                f"run forward on a batch first, then backward with its output's gradient")
-        return self._saved
-
-    # --- parameters ----------------------------------------------------------------
-
     def add_param(self, key: str, host_value: np.ndarray) -> None:
-        """Register a parameter (a host float64 array) and its zero gradient."""
+        """Register a parameter (a host float64 array); its gradient stays ``None`` until
+        a backward."""
         self.params[key] = host_value
-        self.grads[key] = np.zeros_like(host_value)
+        self.grads[key] = None
 
     def named_layers(self, prefix: str = "") -> Iterator[tuple[str, BaseLayer]]:
         """This layer and every sublayer, with the prefix of their parameter names."""
@@ -118,7 +269,7 @@ class BaseLayer:
             for key in layer.params:
                 yield prefix + key, layer, key
 
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> dict[str, Any]:
         """Every parameter by qualified name (``"0.w"``, ``"W_qry.b"``), as stored (no copy)."""
         return {name: layer.params[key] for name, layer, key in self.parameters()}
 
@@ -126,17 +277,15 @@ class BaseLayer:
         """The layer's type and constructor arguments: enough to rebuild it."""
         return {"type": self.name, "args": dict(self.args)}
 
-    def zero_grads(self, set_to_none: bool = False) -> None:
-        """Set every gradient to zero, in place where the library allows it.
+    def zero_grads(self, set_to_none: bool = True) -> None:
+        """Forget the accumulated gradients, as ``torch.optim.Optimizer.zero_grad()`` does.
 
-        Reusing the buffers matters: freeing and re-allocating megabytes each step
-        makes the allocator return pages to the OS and fault them in again.
-
-        With ``set_to_none=True`` (what ``torch.optim.Optimizer.zero_grad()`` does by
-        default) every gradient becomes ``None`` instead: nothing is written now, and
-        the next ``backward`` stores its fresh gradient array instead of adding it to
-        zeros. That saves two passes over every parameter per step (at batch 1, the
-        784 x 256 weight gradient is most of the work); ``step`` skips a ``None``.
+        By default every gradient becomes ``None`` (torch 2.x's ``set_to_none=True``):
+        nothing is written now, and the next ``backward`` stores its fresh gradient
+        array instead of adding it to zeros, which saves two passes over every
+        parameter per step. ``step`` and the optimizers skip a ``None`` gradient.
+        With ``set_to_none=False`` the gradients become zero arrays, in place where
+        the library allows it.
         """
         for _, layer, key in self.parameters():
             grad = layer.grads[key]
@@ -144,42 +293,35 @@ class BaseLayer:
                 layer.grads[key] = None
             elif grad is not None and array_api_compat.is_writeable_array(grad):
                 grad[...] = 0.0
-            else:  # JAX (arrays are immutable), or no buffer since set_to_none
+            else:  # JAX (arrays are immutable), or no buffer yet
                 param = layer.params[key]
                 layer.grads[key] = array_api_compat.array_namespace(param).zeros_like(param)
 
     def add_grad(self, key: str, value) -> None:
-        """Accumulate ``value`` into ``grads[key]``.
-
-        ``+=`` in place where the library allows it; ``=`` when the gradient is
-        ``None`` after ``zero_grads(set_to_none=True)``.
-        """
+        """Accumulate ``value`` into ``grads[key]`` (store it when the gradient is ``None``)."""
         if self.grads[key] is None:
             self.grads[key] = value
         else:
-            self.grads[key] += value
+            self.grads[key] += value  # in place where the library allows; JAX makes a new array
 
     def step(self, lr: float = 0.01) -> None:
-        """Plain gradient descent: ``p <- p - lr * grad`` for every parameter.
+        """Plain gradient descent, ``p <- p - lr * grad``: ``mnn.optim.SGD(self, lr).step()``.
 
-        The adapter of the parameters' library makes the update (``add_scaled``): in
-        place and in one pass where the library can, a new array where arrays are
-        immutable (JAX). A ``None`` gradient (see ``zero_grads``) means no gradient:
-        that parameter stays as it is.
+        The same update path as the optimizer: the adapter of the parameters'
+        library makes it (``add_scaled``), in place and in one pass where it can.
+        A ``None`` gradient (see ``zero_grads``) leaves its parameter as it is.
         """
-        for _, layer, key in self.parameters():
-            grad = layer.grads[key]
-            if grad is not None:
-                backend = layer.placement.backend
-                layer.params[key] = backend.add_scaled(layer.params[key], -lr, grad)
+        from mnn.optim.sgd import SGD
 
-    def load_weights(self, state_dict: dict, config: dict | None = None) -> BaseLayer:
+        SGD(self, lr=lr).step()
+
+    def load_weights(self, state_dict: Mapping, config: dict | None = None) -> BaseLayer:
         """Copy ``state_dict``'s arrays into the parameters; returns the model.
 
         The arrays may come from any backend (or NumPy); they are copied to where
         each parameter lives now (library, device, dtype). With ``config``, it must
         equal ``self.config()``. Anything that does not fit raises one
-        ``CheckpointError`` listing every problem.
+        ``CheckpointError`` listing every problem, and nothing is loaded.
         """
         if config is not None and config != self.config():
             problems = _config_differences(config, self.config(), "config")
@@ -197,7 +339,7 @@ class BaseLayer:
                 continue
             layer, key = owners[name]
             try:
-                host = backends.for_array(value).to_host(value)
+                host = backends.to_host(value)
             except TypeError:
                 problems.append(f"{name!r} is not an array: got {describe(value)}")
                 continue
@@ -212,41 +354,10 @@ class BaseLayer:
                                   f"({len(problems)} problems):\n  " + "\n  ".join(problems))
         for name, host in hosts.items():
             layer, key = owners[name]
-            where = layer.placement
-            layer.params[key] = where.backend.from_host(np.array(host), where.device, where.dtype)
+            layer.params[key] = layer.placement.from_host(np.array(host))
         return self
 
-    # --- placement -----------------------------------------------------------------
-
-    def adopt(self, inputs, what: str = "inputs"):
-        """Check ``inputs`` and return their namespace.
-
-        They must be a floating-point array. The first call moves this layer's
-        parameters to the inputs' namespace, device and dtype; later calls check
-        that the inputs still live there.
-        """
-        seen = (type(inputs), getattr(inputs, "dtype", None), getattr(inputs, "device", None))
-        if self._adopted is not None and self._adopted[:3] == seen:
-            return self._adopted[3]  # the same kind of arrays as last time: checked already
-        xp = namespace_of(self, inputs, what)
-        if not xp.isdtype(inputs.dtype, "real floating"):
-            raise DTypeError(f"{self.name}: expected floating-point {what}, got {describe(inputs)}")
-        if not self.params:
-            self._adopted = (*seen, xp)
-            return xp
-        arrived = Placement(backends.for_array(inputs), array_api_compat.device(inputs),
-                            inputs.dtype)
-        if not self._placed:
-            self._move_params(arrived)
-        elif arrived != self.placement:
-            raise PlacementError(
-                f"{self.name}: its parameters are {self.placement}, but the {what} are {arrived}. "
-                f"Move the layer first with layer.to(xp=..., device=..., dtype=...) "
-                f"(here: .to(xp={arrived.backend.name!r}, "
-                f"device={arrived.backend.device_name(arrived.device)!r}, "
-                f"dtype={dtype_name(arrived.dtype)!r})), or move the {what}.")
-        self._adopted = (*seen, xp)
-        return xp
+    # --- placement ---------------------------------------------------------------------
 
     def to(self, xp=None, device=None, dtype=None) -> BaseLayer:
         """Move every parameter (sublayers included) to a namespace, device and dtype.
@@ -258,27 +369,34 @@ class BaseLayer:
         for _, layer in self.named_layers():
             here = layer.placement
             backend = here.backend if xp is None else backends.for_namespace(xp)
-            if device is not None:
-                where = backend.device(device) if isinstance(device, str) else device
-            elif backend is here.backend:
-                where = here.device
+            if device is None and backend is here.backend:
+                device_now = here.device
             else:
-                where = backend.default_device()
-            name = dtype_name(here.dtype if dtype is None else dtype)
-            target_xp = backend.namespace()
-            layer._move_params(Placement(backend, where, getattr(target_xp, name)))
+                device_now = device
+            target = Placement.named(backend, device_now,
+                                     dtype_name(here.dtype if dtype is None else dtype))
+            layer._move_params(target)
         return self
 
     def _move_params(self, target: Placement) -> None:
-        source = self.placement.backend
+        source = self.placement
         for key in self.params:
             for store in (self.params, self.grads):
-                if store[key] is not None:  # a gradient is None after zero_grads(set_to_none=True)
-                    host = source.to_host(store[key])
-                    store[key] = target.backend.from_host(host, target.device, target.dtype)
+                if store[key] is not None:  # a gradient is None until a backward
+                    store[key] = target.from_host(source.to_host(store[key]))
         self.placement = target
         self._placed = True
-        self._adopted = None
+        self._seen = None
+
+
+def _spec(array) -> tuple | None:
+    """What a gradient must share with an output: library (the top-level module of its
+    type: a NumPy 0-d result is a ``numpy.float64``), dtype, device and shape."""
+    shape = getattr(array, "shape", None)
+    if shape is None:
+        return None
+    library = type(array).__module__.partition(".")[0]
+    return library, getattr(array, "dtype", None), getattr(array, "device", None), tuple(shape)
 
 
 def namespace_of(layer: BaseLayer, array, what: str = "inputs"):

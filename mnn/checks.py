@@ -1,29 +1,48 @@
-"""Input checks shared by the layers.
+"""The checks that layers and optimizers share.
 
-Each raises with the layer's name, what it expected and what arrived.
+Each raises with the layer's name, what it expected and what arrived. The first
+group checks arrays (``BaseLayer.forward`` and ``backward`` run them); the second
+checks constructor arguments, so that a bad one fails where it is given, not at
+the first forward (or, from a checkpoint, after gigabytes were allocated).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
 
 from array_api_compat import array_namespace, device
 
 from mnn.errors import DTypeError, LabelError, PlacementError, ShapeError, describe
 
-
-def check_rank(layer, array, min_rank: int, what: str = "inputs",
-               max_rank: int | None = None) -> None:
-    rank = len(array.shape)
-    if rank < min_rank or (max_rank is not None and rank > max_rank):
-        wanted = f"exactly {min_rank}" if max_rank == min_rank else f"at least {min_rank}"
-        raise ShapeError(
-            f"{layer.name}: expected {what} with {wanted} dimensions, got {describe(array)}")
+# --- arrays ---------------------------------------------------------------------------------
 
 
-def check_size(layer, array, axis: int, size: int, what: str = "inputs") -> None:
-    if array.shape[axis] != size:
-        raise ShapeError(
-            f"{layer.name}: expected {what} with size {size} along axis {axis}, "
-            f"got {describe(array)}")
+def shape_wanted(min_rank: int, max_rank: int | None, sizes: Mapping[int, int]) -> str:
+    """A declared shape in words: ``of shape (*, *, 8)``, ``with at least 1 dimension and
+    size 4 along axis -1``."""
+    if max_rank is not None and max_rank == min_rank:
+        return "of shape (" + ", ".join(str(sizes.get(i, sizes.get(i - max_rank, "*")))
+                                         for i in range(max_rank)) + ")"
+    parts = [f"at least {min_rank} dimension{'s' * (min_rank != 1)}"] if min_rank else []
+    if max_rank is not None:
+        parts.append(f"at most {max_rank} dimension{'s' * (max_rank != 1)}")
+    parts += [f"size {size} along axis {axis}" for axis, size in sizes.items()]
+    return "with " + " and ".join(parts) if parts else "of any shape"
+
+
+def check_shape(layer, array, min_rank: int = 0, max_rank: int | None = None,
+                sizes: Mapping[int, int] | None = None, what: str = "inputs") -> None:
+    """``array`` has between ``min_rank`` and ``max_rank`` axes, and ``sizes[axis]`` entries
+    along each axis that ``sizes`` names (negative axes count from the end)."""
+    shape = tuple(array.shape)
+    rank = len(shape)
+    sizes = sizes or {}
+    if not (min_rank <= rank and (max_rank is None or rank <= max_rank)
+            and all(-rank <= axis < rank and shape[axis] == size
+                    for axis, size in sizes.items())):
+        raise ShapeError(f"{layer.name}: expected {what} {shape_wanted(min_rank, max_rank, sizes)}"
+                         f", got {describe(array)}")
 
 
 def check_same_shape(layer, array, reference, what: str, reference_what: str) -> None:
@@ -41,7 +60,10 @@ def check_labels(layer, xp, labels, logits, axis: int) -> None:
     """
     if not hasattr(labels, "dtype") or not xp.isdtype(labels.dtype, "integral"):
         raise DTypeError(f"{layer.name}: expected integer class labels, got {describe(labels)}")
-    expected = tuple(s for i, s in enumerate(logits.shape) if i != axis % len(logits.shape))
+    if logits.shape[axis] == 0:
+        raise ShapeError(f"{layer.name}: expected at least one class along axis {axis}, "
+                         f"got inputs {describe(logits)}")
+    expected = tuple(s for i, s in enumerate(logits.shape) if i != axis)
     if tuple(labels.shape) != expected:
         raise LabelError(
             f"{layer.name}: expected labels of shape {expected} (one per sample), "
@@ -75,9 +97,39 @@ def check_same_placement(layer, array, reference, what: str, reference_what: str
             f"{what} is {describe(array)}; move one of them first")
 
 
-def check_sample_shape(layer, array, shape: tuple, what: str = "inputs") -> None:
-    """``array`` is ``(batch, *shape)`` if the layer was given a ``shape`` (``()``: no check)."""
-    if shape and tuple(array.shape[1:]) != tuple(shape):
-        expected = ", ".join(["batch", *map(str, shape)])
-        raise ShapeError(f"{layer.name}: expected {what} of shape ({expected}), as given to the "
-                         f"constructor, got {describe(array)}")
+# --- constructor arguments ------------------------------------------------------------------
+
+
+def positive_int(owner: str, name: str, value) -> int:
+    """``value`` if it is an int >= 1 (``True`` is not a size), else a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: expected {name} to be a positive int, got {value!r}")
+    return value
+
+
+def integer_axis(owner: str, value) -> int:
+    """An axis is an int (negative counts from the end); its range is checked at forward."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{owner}: expected axis to be an int, got {value!r}")
+    return value
+
+
+def sample_shape_of(owner: str, value) -> tuple[int, ...]:
+    """A sample shape: a tuple or list of positive ints (``()``: not checked)."""
+    if not isinstance(value, (tuple, list)):
+        raise ValueError(f"{owner}: expected sample_shape to be a tuple of positive ints, "
+                         f"got {value!r}")
+    return tuple(positive_int(owner, "every entry of sample_shape", v) for v in value)
+
+
+def finite_non_negative(owner: str, name: str, value) -> float:
+    """A hyperparameter such as a learning rate: a real number, finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # NumPy scalars, 0-d arrays
+        except (TypeError, ValueError):
+            raise ValueError(f"{owner}: expected {name} to be a number, got {value!r}") from None
+    value = float(value)
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(f"{owner}: expected {name} to be finite and >= 0, got {value}")
+    return value

@@ -29,6 +29,10 @@ class BackwardBeforeForwardError(MnnError, RuntimeError):
     """``backward`` was called before any ``forward``."""
 
 
+class BackwardTwiceError(MnnError, RuntimeError):
+    """``backward`` was called a second time after one ``forward`` (torch raises too)."""
+
+
 class CheckpointError(MnnError, ValueError):
     """A checkpoint or state dict does not fit the model."""
 
@@ -39,10 +43,10 @@ def describe(array) -> str:
         return f"an object of type {type(array).__name__}"
     from array_api_compat import device
 
-    from mnn import backends
+    from mnn.backends import for_array
 
     try:
-        library = backends.for_array(array).name
+        library = for_array(array).name
     except TypeError:
         library = type(array).__module__.partition(".")[0]
     return (f"{library} array of dtype {array.dtype}, "

@@ -20,21 +20,62 @@ outputs explode. For a weight matrix with entries of variance :math:`\sigma^2`,
 
 Both are drawn uniform on :math:`[-a, a]`, whose variance is :math:`a^2/3`, so
 :math:`a = \sqrt{3}\,\sigma`.
+
+Seeds and threads: ``manual_seed`` seeds one generator for the whole process,
+as ``torch.manual_seed`` does. Threads that build layers at the same time share
+it, so which thread gets which numbers depends on timing. The per-thread (and
+per-layer) way is the ``rng=`` argument of every constructor: an int seed or a
+``numpy.random.Generator`` of the thread's own.
+
+``skip_init()`` builds layers without drawing anything (as torch's meta device
+does): every parameter is a zero-memory placeholder of the right shape, to be
+replaced by ``load_weights``. ``mnn.load`` builds a checkpoint's model this way,
+so a file that asks for a huge layer costs nothing before its shapes are checked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
 _global_generator = np.random.default_rng(0)
+_skipping = contextvars.ContextVar("mnn_skip_init", default=False)
 
 
 def manual_seed(seed: int) -> None:
-    """Seed the global host generator that layers use when given no ``rng=``."""
+    """Seed the process-wide host generator that layers use when given no ``rng=``.
+
+    One generator for every thread, as in torch; pass ``rng=`` to a constructor for
+    numbers that do not depend on what other threads draw.
+    """
     global _global_generator
-    _global_generator = np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
+    _global_generator = np.random.default_rng(int(seed))
+
+
+@contextlib.contextmanager
+def skip_init() -> Iterator[None]:
+    """Inside this block, new layers get placeholder parameters and draw no numbers."""
+    token = _skipping.set(True)
+    try:
+        yield
+    finally:
+        _skipping.reset(token)
+
+
+def _placeholder(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only float64 array of ``shape`` that takes no memory (one zero, broadcast)."""
+    return np.broadcast_to(np.float64(0.0), shape)
+
+
+def zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """Zeros (a bias), or a placeholder inside ``skip_init()``."""
+    return _placeholder(shape) if _skipping.get() else np.zeros(shape)
 
 
 def host_generator(rng: int | np.random.Generator | None = None) -> np.random.Generator:
@@ -43,14 +84,16 @@ def host_generator(rng: int | np.random.Generator | None = None) -> np.random.Ge
         return _global_generator
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
         return np.random.default_rng(int(rng))
     raise TypeError(
-        f"rng: expected an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+        f"rng: expected a non-negative int seed or a numpy.random.Generator, got {rng!r}")
 
 
 def he_uniform(shape: tuple[int, ...], fan_in: int, rng: np.random.Generator) -> np.ndarray:
     """Uniform on [-a, a] with variance 2 / fan_in (He et al., 2015)."""
+    if _skipping.get():
+        return _placeholder(shape)
     bound = math.sqrt(3.0) * math.sqrt(2.0 / fan_in)
     return rng.uniform(-bound, bound, size=shape)
 
@@ -58,5 +101,7 @@ def he_uniform(shape: tuple[int, ...], fan_in: int, rng: np.random.Generator) ->
 def glorot_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int,
                    rng: np.random.Generator) -> np.ndarray:
     """Uniform on [-a, a] with variance 2 / (fan_in + fan_out) (Glorot & Bengio, 2010)."""
+    if _skipping.get():
+        return _placeholder(shape)
     bound = math.sqrt(3.0) * math.sqrt(2.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, size=shape)

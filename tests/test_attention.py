@@ -106,14 +106,14 @@ def test_checkpoint_round_trip_inside_a_container(target, rng):
 
 def test_wrong_feature_size_is_a_clear_error(target, rng):
     with pytest.raises(mnn.ShapeError,
-                       match=r"MultiHeadAttention: expected inputs with size 8 along axis -1"):
+                       match=r"MultiHeadAttention: expected inputs of shape \(\*, \*, 8\)"):
         attention()(target.asarray(rng.standard_normal((2, 3, 6))))
 
 
 @pytest.mark.parametrize("shape", [(3, 8), (1, 2, 3, 8)])
 def test_wrong_rank_is_a_clear_error(target, rng, shape):
     with pytest.raises(mnn.ShapeError,
-                       match=r"MultiHeadAttention: expected inputs with exactly 3 dimensions"):
+                       match=r"MultiHeadAttention: expected inputs of shape \(\*, \*, 8\), got .*"):
         attention()(target.asarray(rng.standard_normal(shape)))
 
 
@@ -132,8 +132,8 @@ def test_backward_before_forward_is_a_clear_error(target):
 def test_wrong_gradient_shape_is_a_clear_error(target, rng):
     layer = attention()
     layer(target.asarray(rng.standard_normal((2, 3, 8))))
-    with pytest.raises(mnn.ShapeError, match=r"MultiHeadAttention: expected gradients of the same "
-                                             r"shape as the inputs \(2, 3, 8\)"):
+    with pytest.raises(mnn.ShapeError, match=r"MultiHeadAttention: expected gradients like the "
+                                             r"output of the last forward \(.*shape \(2, 3, 8\)"):
         layer.backward(target.asarray(rng.standard_normal((2, 4, 8))))
 
 

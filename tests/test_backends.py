@@ -304,8 +304,8 @@ def _install_distribution(path, module: str, entry_points: str) -> None:
 @pytest.fixture
 def registry(monkeypatch):
     """Let a test register backends; the registry is as it was afterwards."""
-    monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))
-    return backends._REGISTRY
+    monkeypatch.setattr(backends.registry, "_REGISTRY", dict(backends.registry._REGISTRY))
+    return backends.registry._REGISTRY
 
 
 def test_entry_point_adapter_is_found_on_first_lookup(tmp_path, monkeypatch, registry):

@@ -341,7 +341,7 @@ def test_optimizer_records_that_do_not_fit(tmp_path):
     record = {"type": "os.system", "args": {}, "scalars": {}}
     rewrite(path, **{"mnn.optimizer": json.dumps(record)})
     with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}build: unknown optimizer type "
-                                                  r"'os.system'; known optimizers: Adam, "
+                                                  r"'os.system'; known optimizer types: Adam, "
                                                   r"AdamW, SGD"):
         mnn.load(path, with_optimizer=True)
     assert isinstance(mnn.load(path), mnn.SequentialLayers)  # the model alone still loads

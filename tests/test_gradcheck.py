@@ -19,40 +19,51 @@ class ScaledWeightGradient(mnn.LinearLayer):
         super().__init__(*args, **kwargs)
         self.factor = factor
 
-    def backward(self, gradients):
-        backend, where = self.placement.backend, self.placement
-        before = backend.to_host(self.grads["w"]).copy()
-        returned = super().backward(gradients)
-        wrong = backend.to_host(self.grads["w"]).copy()
+    def compute_backward(self, xp, gradients, inputs):
+        where = self.placement
+        before = np.zeros(self.params["w"].shape) if self.grads["w"] is None else (
+            where.to_host(self.grads["w"]).copy())
+        returned = super().compute_backward(xp, gradients, inputs)
+        wrong = where.to_host(self.grads["w"]).copy()
         # scale only this call's contribution to entry (1, 2), so accumulation stays right
         wrong[1, 2] += (self.factor - 1.0) * (wrong[1, 2] - before[1, 2])
-        self.grads["w"] = backend.from_host(wrong, where.device, where.dtype)
+        self.grads["w"] = where.from_host(wrong)
         return returned
 
 
 class WrongInputGradient(mnn.ReluLayer):
     """ReLU whose input gradient forgets the mask: the identity's gradient."""
 
-    def backward(self, gradients):
-        self.saved_for_backward()
+    def compute_backward(self, xp, gradients, active):
         return gradients
 
 
 class ForgetsToAccumulate(mnn.LinearLayer):
     """Overwrites the weight gradient instead of adding to it."""
 
-    def backward(self, gradients):
-        self.grads["w"] = self.grads["w"] * 0.0
-        return super().backward(gradients)
+    def compute_backward(self, xp, gradients, inputs):
+        self.grads["w"] = None
+        return super().compute_backward(xp, gradients, inputs)
 
 
 class WritesIntoItsInputs(mnn.ReluLayer):
     """Zeroes the negative entries of its input array in place (NumPy only)."""
 
-    def forward(self, inputs, feedbacks=None):
-        out = super().forward(inputs, feedbacks)
+    def compute_forward(self, xp, inputs, feedbacks):
+        out = super().compute_forward(xp, inputs, feedbacks)
         inputs[inputs < 0] = 0.0
         return out
+
+
+class ReturnsAnotherGradient(mnn.ReluLayer):
+    """ReLU whose backward returns ``make(correct_gradient)`` instead of the gradient."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def compute_backward(self, xp, gradients, active):
+        return self.make(super().compute_backward(xp, gradients, active))
 
 
 def test_correct_layers_pass(target, rng):
@@ -114,3 +125,33 @@ def test_layer_without_input_gradient_checks_its_parameters(rng):
     layer = mnn.LinearLayer(5, 4, rng=0)
     layer.input_grad = False
     assert gradcheck(layer, rng.standard_normal((3, 5)))
+
+
+def _another_device(target):
+    """A device of the target's library other than the target's, or None."""
+    others = [d for d in target.backend.devices() if d != target.device_name]
+    return others[0] if others else None
+
+
+@pytest.mark.parametrize("wrong", ["shape", "dtype", "device", "None", "list"])
+def test_a_gradient_that_does_not_fit_its_input_is_a_failure_with_a_message(target, rng, wrong):
+    """Not a raw exception from deep inside the comparison: a GradcheckError that says why."""
+    xp = target.xp
+    if wrong == "device" and _another_device(target) is None:
+        pytest.skip(f"{target.backend.name} has one device here")
+    make = {
+        "shape": lambda g: xp.reshape(g, (-1,)),
+        "dtype": lambda g: xp.astype(g, xp.float32),
+        "device": lambda g: target.backend.from_host(target.to_host(g), target.backend.device(
+            _another_device(target)), g.dtype),
+        "None": lambda g: None,
+        "list": lambda g: target.to_host(g).tolist(),
+    }[wrong]
+    expected = {"shape": r"is .*shape \(6,\).*; expected .*shape \(2, 3\)",
+                "dtype": r"is .*float32.*; expected .*float64",
+                "device": r"is .*on device .*; expected .*on device",
+                "None": r"is None; expected an array like",
+                "list": r"is not an array: got an object of type list"}[wrong]
+    with pytest.raises(GradcheckError, match=r"ReturnsAnotherGradient .*the gradient of inputs "
+                                             + expected):
+        gradcheck(ReturnsAnotherGradient(make), target.asarray(rng.standard_normal((2, 3))))

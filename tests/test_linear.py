@@ -61,7 +61,8 @@ def test_parameters_follow_the_inputs(target, rng):
 def test_wrong_feature_size_is_a_clear_error(target, rng):
     layer = mnn.LinearLayer(4, 3, rng=0)
     with pytest.raises(mnn.ShapeError,
-                       match=r"LinearLayer: expected inputs with size 4 along axis -1"):
+                       match=r"LinearLayer: expected inputs with at least 1 dimension and "
+                             r"size 4 along axis -1"):
         layer(target.asarray(rng.standard_normal((2, 5))))
 
 

@@ -39,7 +39,7 @@ def test_float32_agrees_with_float64(target, rng):
 
 def test_scalar_input_is_a_clear_error(target):
     with pytest.raises(mnn.ShapeError, match=r"MSELossLayer: expected inputs with at least 1 "
-                                             r"dimensions, got .*shape \(\)"):
+                                             r"dimension, got .*shape \(\)"):
         mnn.MSELossLayer()(target.asarray(1.0), target.asarray(1.0))
 
 

@@ -218,10 +218,11 @@ def test_build_rebuilds_from_config():
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"type": "os.system", "args": {}}, r"unknown optimizer type 'os.system'; known optimizers: "
-                                        r"Adam, AdamW, SGD"),
+    ({"type": "os.system", "args": {}}, r"unknown optimizer type 'os.system'; known optimizer "
+                                        r"types: Adam, AdamW, SGD"),
     ({"type": "Optimizer", "args": {}}, r"unknown optimizer type 'Optimizer'"),
-    ({"type": "SGD", "args": {"lr": -1.0}}, r"cannot construct SGD .* expected lr >= 0"),
+    ({"type": "SGD", "args": {"lr": -1.0}},
+     r"cannot construct SGD .* expected lr to be finite and >= 0"),
     ({"type": "SGD", "args": {"speed": 1}}, r"cannot construct SGD .* 'speed'"),
     ("SGD", r"expected an optimizer config"),
 ])
@@ -231,14 +232,14 @@ def test_build_refuses_what_it_does_not_know(config, message):
 
 
 @pytest.mark.parametrize("optimizer, hyper, message", [
-    (SGD, {"lr": -0.1}, r"SGD: expected lr >= 0, got -0.1"),
-    (SGD, {"momentum": -0.5}, r"SGD: expected momentum >= 0, got -0.5"),
-    (SGD, {"weight_decay": -1}, r"SGD: expected weight_decay >= 0, got -1.0"),
+    (SGD, {"lr": -0.1}, r"SGD: expected lr to be finite and >= 0, got -0.1"),
+    (SGD, {"momentum": -0.5}, r"SGD: expected momentum to be finite and >= 0, got -0.5"),
+    (SGD, {"weight_decay": -1}, r"SGD: expected weight_decay to be finite and >= 0, got -1.0"),
     (SGD, {"nesterov": True}, r"SGD: Nesterov momentum needs momentum > 0 and dampening == 0, "
                               r"got momentum=0.0, dampening=0.0"),
     (SGD, {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, r"dampening=0.1"),
-    (Adam, {"lr": -1e-3}, r"Adam: expected lr >= 0, got -0.001"),
-    (Adam, {"eps": -1.0}, r"Adam: expected eps >= 0"),
+    (Adam, {"lr": -1e-3}, r"Adam: expected lr to be finite and >= 0, got -0.001"),
+    (Adam, {"eps": -1.0}, r"Adam: expected eps to be finite and >= 0"),
     (AdamW, {"betas": (0.9, 1.0)}, r"AdamW: expected betas = \(beta1, beta2\), each in \[0, 1\), "
                                    r"got \(0.9, 1.0\)"),
     (Adam, {"betas": (0.9,)}, r"got \(0.9,\)"),
@@ -287,6 +288,6 @@ def test_load_state_dict_refuses_another_optimizer_and_bad_values(rng):
         Adam(net).load_state_dict(SGD(net).state_dict())
     opt = SGD(net, lr=0.5)
     with pytest.raises(mnn.CheckpointError, match=r"invalid hyperparameters \{'lr': -1.0\}: "
-                                                  r"SGD: expected lr >= 0"):
+                                                  r"SGD: expected lr to be finite and >= 0"):
         opt.load_state_dict({**opt.state_dict(), "args": {"lr": -1.0}})
     assert opt.lr == 0.5

@@ -14,13 +14,11 @@ class HalfSumOfSquares(mnn.BaseLayer):
 
     is_loss = True
 
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
+    def compute_forward(self, xp, inputs, feedbacks):
         self.save_for_backward(inputs - feedbacks)
         return xp.sum((inputs - feedbacks) ** 2) / 2
 
-    def backward(self):
-        (difference,) = self.saved_for_backward()
+    def compute_backward(self, xp, difference):
         return difference
 
 
@@ -111,7 +109,9 @@ def test_step_and_zero_grads(target, rng):
     for name, value in net.state_dict().items():
         np.testing.assert_allclose(target.to_host(value), before[name] - 0.5 * grads[name],
                                    rtol=1e-12, atol=1e-12)
-    net.zero_grads()
+    net.zero_grads()  # as torch 2.x: None, and the next backward stores
+    assert all(g is None for layer in net for g in layer.grads.values())
+    net.zero_grads(set_to_none=False)
     assert all(not np.any(target.to_host(g)) for layer in net for g in layer.grads.values())
 
 
@@ -136,7 +136,7 @@ def test_zero_grads_set_to_none(target, rng):
     net.zero_grads(set_to_none=True)
     net.to(dtype="float32")  # moving a net whose gradients are None keeps them None
     assert all(layer.grads[key] is None for _, layer, key in net.parameters())
-    net.zero_grads()  # plain zero_grads gives zero arrays back, where the parameters live
+    net.zero_grads(set_to_none=False)  # zero arrays back, where the parameters live
     for _, layer, key in net.parameters():
         grad = layer.grads[key]
         assert grad.shape == layer.params[key].shape and grad.dtype == layer.params[key].dtype
@@ -271,8 +271,8 @@ def test_backward_argument_follows_the_last_layer(target, rng):
         net.backward()
     with_loss = mnn.SequentialLayers([*mlp(), HalfSumOfSquares()])
     with_loss(x, y)
-    with pytest.raises(TypeError, match=r"last layer HalfSumOfSquares is a loss, so backward\(\) "
-                                        r"takes no argument"):
+    with pytest.raises(TypeError, match=r"SequentialLayers is a loss \(or ends in one\): "
+                                        r"backpropagation starts there, so backward\(\) takes no"):
         with_loss.backward(y)
 
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 import math
 
 from mnn.base import BaseLayer
-from mnn.checks import check_rank, check_same_shape, check_size
+from mnn.checks import positive_int
 from mnn.initializers import host_generator
 from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.softmax import softmax, softmax_vjp
+from mnn.registry import register_layer
 
 
+@register_layer
 class MultiHeadAttention(BaseLayer):
     r"""Self-attention with :math:`H` heads of width :math:`d`: ``(B, T, dH)`` to ``(B, T, dH)``.
 
     Each of the :math:`T` positions asks a question (query), offers a key and a
     value; it receives the values of all positions, weighted by how well its
-    query matches their keys. There is no output projection (see DESIGN.md).
+    query matches their keys. There is no output projection (the original mnn's layer).
 
     Forward
     -------
@@ -96,10 +98,10 @@ class MultiHeadAttention(BaseLayer):
 
     def __init__(self, d: int = 64, heads: int = 12, bias: bool = False, *, rng=None):
         super().__init__()
-        for name, value in (("d", d), ("heads", heads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(
-                    f"{self.name}: expected {name} to be a positive int, got {value!r}")
+        positive_int(self.name, "d", d)
+        positive_int(self.name, "heads", heads)
+        if not isinstance(bias, bool):
+            raise ValueError(f"{self.name}: expected bias to be True or False, got {bias!r}")
         self.args = {"d": d, "heads": heads, "bias": bias}
         self.d, self.heads, self.features = d, heads, d * heads
         generator = host_generator(rng)
@@ -109,6 +111,7 @@ class MultiHeadAttention(BaseLayer):
         self.sublayers = {"W_qry": self.W_qry, "W_key": self.W_key, "W_val": self.W_val}
         self._scores = MatrixProduct()  # Q_h K_h^T, Eq. (2)
         self._mix = MatrixProduct()  # A_h V_h, Eq. (4)
+        self.expect_inputs(min_rank=3, max_rank=3, sizes={-1: self.features})
 
     def _split(self, xp, x):
         """``(B, T, H d)`` -> ``(B, H, T, d)``: one ``(T, d)`` matrix per sample and head."""
@@ -120,21 +123,15 @@ class MultiHeadAttention(BaseLayer):
         batch, _, length, _ = x.shape
         return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (batch, length, self.features))
 
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
-        check_rank(self, inputs, 3, max_rank=3)
-        check_size(self, inputs, -1, self.features)
+    def compute_forward(self, xp, inputs, feedbacks):
         q, k, v = (self._split(xp, layer(inputs))  # Eq. (1)
                    for layer in (self.W_qry, self.W_key, self.W_val))
         scores = self._scores((q, xp.matrix_transpose(k))) / math.sqrt(self.d)  # Eq. (2)
         weights = softmax(xp, scores, axis=-1)  # Eq. (3)
-        self.save_for_backward(inputs, weights)
+        self.save_for_backward(weights)
         return self._merge(xp, self._mix((weights, v)))  # Eqs. (4), (5)
 
-    def backward(self, gradients):
-        inputs, weights = self.saved_for_backward()
-        xp = self.adopt(gradients, "gradients")
-        check_same_shape(self, gradients, inputs, "gradients", "inputs")
+    def compute_backward(self, xp, gradients, weights):
         grad_weights, grad_v = self._mix.backward(self._split(xp, gradients))  # Eqs. (6), (7)
         grad_scores = softmax_vjp(xp, weights, grad_weights, axis=-1)  # Eq. (8)
         grad_q, grad_kt = self._scores.backward(grad_scores / math.sqrt(self.d))  # Eq. (9)

@@ -3,11 +3,13 @@ r"""Cross-entropy loss on logits: log-softmax and negative log-likelihood, fused
 from __future__ import annotations
 
 from mnn.base import BaseLayer
-from mnn.checks import check_sample_shape
-from mnn.layers.log_softmax import log_softmax, sample_shape_argument
+from mnn.checks import integer_axis, normalize_axis
+from mnn.layers.log_softmax import expect_sample_shape, log_softmax, sample_shape_argument
 from mnn.layers.nll_loss import count, label_mask, nll, one_hot
+from mnn.registry import register_layer
 
 
+@register_layer
 class CrossEntropyLossLayer(BaseLayer):
     r"""Cross-entropy of integer labels under ``softmax(logits)``, mean over samples.
 
@@ -54,18 +56,18 @@ class CrossEntropyLossLayer(BaseLayer):
     def __init__(self, *shape: int, axis: int = 1, sample_shape=None):
         super().__init__()
         self.shape = sample_shape_argument(self, shape, sample_shape)
-        self.axis = axis
+        self.axis = integer_axis(self.name, axis)
         self.args = {"sample_shape": self.shape, "axis": axis}
+        expect_sample_shape(self, self.shape, min_rank=2)
+        self.expect_feedbacks("labels", class_axis=axis)
 
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
-        check_sample_shape(self, inputs, self.shape)
-        axis, mask = label_mask(self, xp, inputs, feedbacks, self.axis)
+    def compute_forward(self, xp, inputs, feedbacks):
+        axis = normalize_axis(self, self.axis, len(inputs.shape))
+        mask = label_mask(self, xp, inputs, feedbacks, axis)
         log_p, s = log_softmax(xp, inputs, axis)  # Eq. (1), first half
         n_labels = count(feedbacks)
-        self.save_for_backward(xp, s, mask, n_labels)
+        self.save_for_backward(s, mask, n_labels)
         return nll(xp, log_p, mask, n_labels)  # Eq. (1), second half
 
-    def backward(self):
-        xp, s, mask, n_labels = self.saved_for_backward()
+    def compute_backward(self, xp, s, mask, n_labels):
         return (s - one_hot(xp, mask, s)) / n_labels  # Eq. (2)

@@ -2,13 +2,13 @@ r"""Fully connected (affine) layer."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from mnn.base import BaseLayer
-from mnn.checks import check_rank, check_size
-from mnn.initializers import glorot_uniform, he_uniform, host_generator
+from mnn.checks import positive_int
+from mnn.initializers import glorot_uniform, he_uniform, host_generator, zeros
+from mnn.registry import register_layer
 
 
+@register_layer
 class LinearLayer(BaseLayer):
     r"""Affine map :math:`y = x W^\top + b`, applied to the last axis.
 
@@ -62,35 +62,33 @@ class LinearLayer(BaseLayer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  init: str = "he", rng=None):
         super().__init__()
+        positive_int(self.name, "in_features", in_features)
+        positive_int(self.name, "out_features", out_features)
+        if not isinstance(bias, bool):
+            raise ValueError(f"{self.name}: expected bias to be True or False, got {bias!r}")
+        if init not in ("he", "glorot"):
+            raise ValueError(f"{self.name}: expected init='he' or init='glorot', got {init!r}")
         self.args = {"in_features": in_features, "out_features": out_features, "bias": bias,
                      "init": init}
         self.in_features, self.out_features, self.bias = in_features, out_features, bias
         generator = host_generator(rng)
         shape = (out_features, in_features)
         if init == "he":
-            weights = he_uniform(shape, in_features, generator)
-        elif init == "glorot":
-            weights = glorot_uniform(shape, in_features, out_features, generator)
+            self.add_param("w", he_uniform(shape, in_features, generator))
         else:
-            raise ValueError(f"{self.name}: expected init='he' or init='glorot', got {init!r}")
-        self.add_param("w", weights)
+            self.add_param("w", glorot_uniform(shape, in_features, out_features, generator))
         if bias:
-            self.add_param("b", np.zeros(out_features))
+            self.add_param("b", zeros((out_features,)))
+        self.expect_inputs(min_rank=1, sizes={-1: in_features})
 
-    def forward(self, inputs, feedbacks=None):
-        self.adopt(inputs)
-        check_rank(self, inputs, 1)
-        check_size(self, inputs, -1, self.in_features)
+    def compute_forward(self, xp, inputs, feedbacks):
         self.save_for_backward(inputs)
         outputs = inputs @ self.params["w"].T  # Eq. (1)
         if self.bias:
             outputs += self.params["b"]
         return outputs
 
-    def backward(self, gradients):
-        (inputs,) = self.saved_for_backward()
-        xp = self.adopt(gradients, "gradients")
-        check_size(self, gradients, -1, self.out_features, "gradients")
+    def compute_backward(self, xp, gradients, inputs):
         flat_g = xp.reshape(gradients, (-1, self.out_features))
         flat_x = xp.reshape(inputs, (-1, self.in_features))
         # Eq. (3) as a contraction over the batch axis: at batch 1, ``g.T @ x`` is a

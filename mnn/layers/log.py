@@ -1,9 +1,10 @@
 r"""Elementwise natural logarithm."""
 
 from mnn.base import BaseLayer
-from mnn.checks import check_same_placement, check_same_shape
+from mnn.registry import register_layer
 
 
+@register_layer
 class LogLayer(BaseLayer):
     r"""Elementwise :math:`y = \log x` (natural logarithm), any shape.
 
@@ -38,17 +39,9 @@ class LogLayer(BaseLayer):
     logs of probabilities, prefer ``LogSoftmaxLayer``, which never sees a 0.
     """
 
-    def __init__(self):
-        super().__init__()
-
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
+    def compute_forward(self, xp, inputs, feedbacks):
         self.save_for_backward(inputs)
         return xp.log(inputs)  # Eq. (1)
 
-    def backward(self, gradients):
-        (inputs,) = self.saved_for_backward()
-        self.adopt(gradients, "gradients")
-        check_same_shape(self, gradients, inputs, "gradients", "inputs")
-        check_same_placement(self, gradients, inputs, "gradients", "inputs")
+    def compute_backward(self, xp, gradients, inputs):
         return gradients / inputs  # Eq. (2)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import array_api_compat
 
 from mnn.base import BaseLayer
-from mnn.checks import (
-    check_rank,
-    check_same_placement,
-    check_same_shape,
-    check_sample_shape,
-    normalize_axis,
-)
+from mnn.checks import integer_axis, normalize_axis, sample_shape_of
+from mnn.registry import register_layer
 
 
 def log_softmax(xp, x, axis: int):
-    r"""``(log_softmax(x), softmax(x))`` along ``axis``, by Eq. (2) of ``LogSoftmaxLayer``."""
+    r"""``(log_softmax(x), softmax(x))`` along ``axis``, by Eq. (2) of ``LogSoftmaxLayer``.
+
+    Slices of length 0 give empty results (``max`` of nothing is undefined).
+    """
+    if x.shape[axis] == 0:
+        return x, x
     shifted = x - xp.max(x, axis=axis, keepdims=True)  # x - m: every exponent is <= 0
     exp_shifted = xp.exp(shifted)
     total = xp.sum(exp_shifted, axis=axis, keepdims=True)  # >= 1: the largest term is e^0
@@ -32,9 +32,19 @@ def sample_shape_argument(layer, shape: tuple, sample_shape) -> tuple:
     if shape and sample_shape is not None:
         raise ValueError(f"{layer.name}: give the sample shape once, either positionally "
                          f"{shape} or as sample_shape={sample_shape!r}, not both")
-    return tuple(shape) if sample_shape is None else tuple(sample_shape)
+    return sample_shape_of(layer.name, shape if sample_shape is None else sample_shape)
 
 
+def expect_sample_shape(layer, shape: tuple, min_rank: int = 1) -> None:
+    """Inputs ``(batch, *shape)`` when a sample shape was given, else any rank >= ``min_rank``."""
+    if shape:
+        layer.expect_inputs(min_rank=1 + len(shape), max_rank=1 + len(shape),
+                            sizes={1 + i: size for i, size in enumerate(shape)})
+    else:
+        layer.expect_inputs(min_rank=min_rank)
+
+
+@register_layer
 class LogSoftmaxLayer(BaseLayer):
     r"""Log-softmax along ``axis``: :math:`\log \operatorname{softmax}(x)`, computed stably.
 
@@ -91,26 +101,20 @@ class LogSoftmaxLayer(BaseLayer):
     def __init__(self, *shape: int, axis: int = 1, sample_shape=None):
         super().__init__()
         self.shape = sample_shape_argument(self, shape, sample_shape)
-        self.axis = axis
+        self.axis = integer_axis(self.name, axis)
         self.args = {"sample_shape": self.shape, "axis": axis}
+        expect_sample_shape(self, self.shape)
 
     @staticmethod
     def stable_log_softmax(inputs, axis: int):
         """``(log_softmax, softmax)`` of ``inputs`` along ``axis``, Eq. (2), in their namespace."""
         return log_softmax(array_api_compat.array_namespace(inputs), inputs, axis)
 
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
-        check_rank(self, inputs, 1)
-        check_sample_shape(self, inputs, self.shape)
+    def compute_forward(self, xp, inputs, feedbacks):
         axis = normalize_axis(self, self.axis, len(inputs.shape))
         log_p, s = log_softmax(xp, inputs, axis)  # Eq. (2)
         self.save_for_backward(s, axis)
         return log_p
 
-    def backward(self, gradients):
-        s, axis = self.saved_for_backward()
-        xp = self.adopt(gradients, "gradients")
-        check_same_shape(self, gradients, s, "gradients", "outputs")
-        check_same_placement(self, gradients, s, "gradients", "outputs")
+    def compute_backward(self, xp, gradients, s, axis):
         return log_softmax_vjp(xp, s, gradients, axis)  # Eq. (4)

@@ -3,10 +3,12 @@ r"""Product of two matrices (or two stacks of matrices), both of them inputs."""
 from __future__ import annotations
 
 from mnn.base import BaseLayer
-from mnn.checks import check_rank, check_same_placement
+from mnn.checks import check_same_placement, check_shape
 from mnn.errors import DTypeError, ShapeError, describe
+from mnn.registry import register_layer
 
 
+@register_layer
 class MatrixProduct(BaseLayer):
     r"""Matrix product :math:`Y = Q P` of two inputs, ``forward((Q, P))``.
 
@@ -53,21 +55,19 @@ class MatrixProduct(BaseLayer):
     ``matrix_transpose`` swaps the last two axes only.
     """
 
-    def __init__(self):
-        super().__init__()
-
-    def forward(self, inputs, feedbacks=None):
+    def check_inputs(self, inputs, feedbacks=None):
+        """Two floating-point arrays of one placement, ``(..., m, k)`` and ``(..., k, n)``."""
         if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
             got = (f"a {type(inputs).__name__} of {len(inputs)} items"
                    if isinstance(inputs, (tuple, list)) else describe(inputs))
             raise DTypeError(
                 f"{self.name}: expected inputs to be a pair (Q, P) of arrays, got {got}")
         q, p = inputs
-        self.adopt(q, "Q")
+        xp = self.adopt(q, "Q")
         self.adopt(p, "P")
         check_same_placement(self, p, q, "P", "Q")
-        check_rank(self, q, 2, "Q")
-        check_rank(self, p, 2, "P")
+        check_shape(self, q, min_rank=2, what="Q")
+        check_shape(self, p, min_rank=2, what="P")
         if q.shape[:-2] != p.shape[:-2]:
             raise ShapeError(
                 f"{self.name}: expected Q and P with the same leading (batch) dimensions, "
@@ -76,17 +76,14 @@ class MatrixProduct(BaseLayer):
             raise ShapeError(
                 f"{self.name}: inner dimensions differ: Q of shape {tuple(q.shape)} has "
                 f"{q.shape[-1]} columns, P of shape {tuple(p.shape)} has {p.shape[-2]} rows")
+        return xp
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        q, p = inputs
         self.save_for_backward(q, p)
         return q @ p  # Eq. (1)
 
-    def backward(self, gradients):
-        q, p = self.saved_for_backward()
-        xp = self.adopt(gradients, "gradients")
-        check_same_placement(self, gradients, q, "gradients", "inputs")
-        out_shape = (*q.shape[:-1], p.shape[-1])
-        if tuple(gradients.shape) != out_shape:
-            raise ShapeError(f"{self.name}: expected gradients of the output's shape {out_shape}, "
-                             f"got {describe(gradients)}")
+    def compute_backward(self, xp, gradients, q, p):
         grad_q = gradients @ xp.matrix_transpose(p)  # Eq. (2)
         grad_p = xp.matrix_transpose(q) @ gradients  # Eq. (3)
         return grad_q, grad_p

@@ -3,9 +3,10 @@ r"""Mean squared error loss: summed over features, averaged over the batch."""
 from __future__ import annotations
 
 from mnn.base import BaseLayer
-from mnn.checks import check_rank, check_same_placement, check_same_shape
+from mnn.registry import register_layer
 
 
+@register_layer
 class MSELossLayer(BaseLayer):
     r"""Squared error summed over each sample's features, mean over the batch.
 
@@ -38,17 +39,13 @@ class MSELossLayer(BaseLayer):
 
     def __init__(self):
         super().__init__()
+        self.expect_inputs(min_rank=1)
+        self.expect_feedbacks("targets")
 
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
-        check_rank(self, inputs, 1)
-        self.adopt(feedbacks, "targets")
-        check_same_shape(self, feedbacks, inputs, "targets", "inputs")
-        check_same_placement(self, feedbacks, inputs, "targets", "inputs")
+    def compute_forward(self, xp, inputs, feedbacks):
         difference = inputs - feedbacks
         self.save_for_backward(difference)
         return xp.sum(difference * difference) / inputs.shape[0]  # Eq. (1)
 
-    def backward(self):
-        (difference,) = self.saved_for_backward()
+    def compute_backward(self, xp, difference):
         return (2 * difference) / difference.shape[0]  # Eq. (2)

@@ -7,28 +7,31 @@ import math
 import array_api_compat
 
 from mnn.base import BaseLayer
-from mnn.checks import check_labels, check_rank, check_same_placement, normalize_axis
+from mnn.checks import integer_axis, normalize_axis
 from mnn.errors import LabelError
+from mnn.registry import register_layer
 
 
 def label_mask(layer, xp, logits, labels, axis: int):
-    r"""Check ``labels`` against ``logits``; return the class axis and :math:`[j = y_i]`.
+    r"""The boolean mask :math:`[j = y_i]`, shaped like ``logits``; checks the label range.
 
-    The mask compares the labels with ``arange(n)`` along ``axis`` (as
-    ``array_api_extra.one_hot`` does): booleans shaped like the logits, True at
-    each label's class. It serves three uses: the forward picks
-    :math:`\log p_{i, y_i}` with it, the backward turns it into the one-hot matrix,
-    and it checks the range: a label in :math:`[0, n)` matches exactly one class and
-    any other label none, so all labels are valid exactly when the mask holds
-    :math:`N` Trues (one count, one wait for the device).
+    ``BaseLayer.forward`` has checked the labels' dtype, shape and placement. The
+    mask compares the labels with ``arange(n)`` along ``axis`` (as
+    ``array_api_extra.one_hot`` does): True at each label's class. It serves three
+    uses: the forward picks :math:`\log p_{i, y_i}` with it, the backward turns it
+    into the one-hot matrix, and it checks the range: a label in :math:`[0, n)`
+    matches exactly one class and any other label none, so all labels are valid
+    exactly when the mask holds :math:`N` Trues (one count, one wait for the device).
+
+    The comparison runs in int64 whatever the labels' dtype, so int8 labels never
+    wrap around (``-100`` stays ``-100``, not class 156) and uint8 labels compare
+    with classes beyond 255.
     """
-    check_rank(layer, logits, 2)
-    axis = normalize_axis(layer, axis, len(logits.shape))
-    check_same_placement(layer, labels, logits, "labels", "inputs", dtype=False)
-    check_labels(layer, xp, labels, logits, axis)
     shape = tuple(logits.shape)
     n = shape[axis]
-    classes = xp.arange(n, dtype=labels.dtype, device=array_api_compat.device(labels))
+    if labels.dtype != xp.int64:
+        labels = xp.astype(labels, xp.int64)
+    classes = xp.arange(n, dtype=xp.int64, device=array_api_compat.device(labels))
     classes = xp.reshape(classes, (n,) + (1,) * (len(shape) - axis - 1))  # along axis
     mask = xp.reshape(labels, shape[:axis] + (1,) + shape[axis + 1:]) == classes
     if int(xp.count_nonzero(mask)) != count(labels):
@@ -36,7 +39,7 @@ def label_mask(layer, xp, logits, labels, axis: int):
         raise LabelError(
             f"{layer.name}: expected labels in [0, {n}) for {n} classes, "
             f"got values from {low} to {high}")
-    return axis, mask
+    return mask
 
 
 def nll(xp, log_p, mask, n_labels: int):
@@ -45,6 +48,7 @@ def nll(xp, log_p, mask, n_labels: int):
     ``mask`` is ``label_mask``'s, ``n_labels`` is :math:`N`. ``where`` picks the
     labelled entries; multiplying by the one-hot matrix instead would turn a
     :math:`-\infty` at an unlabelled class into nan (:math:`0 \cdot (-\infty)`).
+    An empty batch (:math:`N = 0`) gives nan, the mean of nothing, as in torch.
     """
     return -xp.sum(xp.where(mask, log_p, 0.0)) / n_labels  # Eq. (1)
 
@@ -59,6 +63,7 @@ def count(labels) -> int:
     return math.prod(labels.shape)
 
 
+@register_layer
 class NllLossLayer(BaseLayer):
     r"""Negative log-likelihood of integer labels under log-probabilities, mean over samples.
 
@@ -97,16 +102,17 @@ class NllLossLayer(BaseLayer):
 
     def __init__(self, *, axis: int = 1):
         super().__init__()
+        self.axis = integer_axis(self.name, axis)
         self.args = {"axis": axis}
-        self.axis = axis
+        self.expect_inputs(min_rank=2)
+        self.expect_feedbacks("labels", class_axis=axis)
 
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
-        _, mask = label_mask(self, xp, inputs, feedbacks, self.axis)
+    def compute_forward(self, xp, inputs, feedbacks):
+        axis = normalize_axis(self, self.axis, len(inputs.shape))
+        mask = label_mask(self, xp, inputs, feedbacks, axis)
         n_labels = count(feedbacks)
-        self.save_for_backward(xp, inputs, mask, n_labels)
+        self.save_for_backward(inputs, mask, n_labels)
         return nll(xp, inputs, mask, n_labels)  # Eq. (1)
 
-    def backward(self):
-        xp, inputs, mask, n_labels = self.saved_for_backward()
+    def compute_backward(self, xp, inputs, mask, n_labels):
         return -one_hot(xp, mask, inputs) / n_labels  # Eq. (2)

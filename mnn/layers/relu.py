@@ -1,8 +1,10 @@
 r"""Rectified linear unit."""
 
 from mnn.base import BaseLayer
+from mnn.registry import register_layer
 
 
+@register_layer
 class ReluLayer(BaseLayer):
     r"""Elementwise :math:`y = \max(x, 0)`.
 
@@ -30,17 +32,11 @@ class ReluLayer(BaseLayer):
     A mask instead of an :math:`n \times n` diagonal matrix.
     """
 
-    def __init__(self):
-        super().__init__()
-
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
+    def compute_forward(self, xp, inputs, feedbacks):
         self.save_for_backward(inputs > 0)
         return xp.maximum(inputs, 0.0)  # Eq. (1)
 
-    def backward(self, gradients):
-        (active,) = self.saved_for_backward()
-        xp = self.adopt(gradients, "gradients")
+    def compute_backward(self, xp, gradients, active):
         # Eq. (2) as a product with the 0/1 mask: on NumPy ``where(active, g, 0)`` is
         # ~10x slower (a data-dependent branch per element).
         return gradients * xp.astype(active, gradients.dtype)

@@ -3,9 +3,10 @@ r"""A chain of layers, run one after the other: the container for feed-forward n
 from __future__ import annotations
 
 from mnn.base import BaseLayer
-from mnn.errors import describe
+from mnn.registry import register_layer
 
 
+@register_layer
 class SequentialLayers(BaseLayer):
     r"""The composition :math:`f = f_L \circ \dots \circ f_2 \circ f_1` of its layers.
 
@@ -86,26 +87,37 @@ class SequentialLayers(BaseLayer):
     def __iter__(self):
         return iter(self.layers)
 
-    def forward(self, inputs, feedbacks=None):
-        for layer in self.layers:
-            inputs = layer.forward(inputs, feedbacks)  # Eq. (1)
-        self.save_for_backward()  # nothing to keep: the layers keep their own
+    def predict(self, inputs):
+        """The network's output without its loss: every layer but a final loss layer.
+
+        For inference on a trained classifier, ``net.predict(x)`` gives the logits
+        (``argmax`` along axis 1 gives the classes). ``net[:-1](x)`` is the same.
+        """
+        layers = self.layers[:-1] if self.is_loss else self.layers
+        for layer in layers:
+            inputs = layer.forward(inputs)
         return inputs
 
-    def backward(self, gradients=None):
-        self.saved_for_backward()  # raises if forward has not run
-        layers = self.layers
-        if self.is_loss:
-            if gradients is not None:
-                raise TypeError(f"{self.name}: its last layer {layers[-1].name} is a loss, so "
-                                f"backward() takes no argument; got {describe(gradients)}")
-            gradients = layers[-1].backward()
-            layers = layers[:-1]
-        elif gradients is None:
+    def check_inputs(self, inputs, feedbacks=None):
+        return None  # each layer checks its own inputs
+
+    def check_gradients(self, gradients) -> None:
+        if gradients is None:
             raise TypeError(f"{self.name}: its last layer is not a loss, so backward(gradients) "
                             f"needs the gradient of the output")
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        for layer in self.layers:
+            inputs = layer.forward(inputs, feedbacks)  # Eq. (1)
+        return inputs
+
+    def compute_backward(self, xp, gradients=None):
+        layers, retain = self.layers, self.retain_graph
+        if self.is_loss:
+            gradients = layers[-1].backward(retain_graph=retain)
+            layers = layers[:-1]
         for layer in reversed(layers):
-            gradients = layer.backward(gradients)  # Eq. (2)
+            gradients = layer.backward(gradients, retain_graph=retain)  # Eq. (2)
         return gradients
 
     def config(self) -> dict:

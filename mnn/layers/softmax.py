@@ -3,11 +3,18 @@ r"""Softmax along one axis, and its vector-Jacobian product (shared with attenti
 from __future__ import annotations
 
 from mnn.base import BaseLayer
-from mnn.checks import check_rank, check_same_placement, check_same_shape, normalize_axis
+from mnn.checks import integer_axis, normalize_axis
+from mnn.registry import register_layer
 
 
 def softmax(xp, x, axis: int):
-    r"""Stable softmax of ``x`` along ``axis``: Eq. (1)-(2) of ``SoftmaxLayer``."""
+    r"""Stable softmax of ``x`` along ``axis``: Eq. (1)-(2) of ``SoftmaxLayer``.
+
+    Slices of length 0 have an empty softmax (``max`` of nothing is undefined, so
+    it is not asked for).
+    """
+    if x.shape[axis] == 0:
+        return x
     shifted = x - xp.max(x, axis=axis, keepdims=True)  # Eq. (2): every exponent is <= 0
     e = xp.exp(shifted)
     return e / xp.sum(e, axis=axis, keepdims=True)  # Eq. (1)
@@ -22,6 +29,7 @@ def softmax_vjp(xp, s, g, axis: int):
     return s * (g - xp.sum(g * s, axis=axis, keepdims=True))  # Eq. (4)
 
 
+@register_layer
 class SoftmaxLayer(BaseLayer):
     r"""Softmax along ``axis`` (default 1, the feature axis of a ``(batch, n)`` input).
 
@@ -73,20 +81,15 @@ class SoftmaxLayer(BaseLayer):
 
     def __init__(self, axis: int = 1):
         super().__init__()
+        self.axis = integer_axis(self.name, axis)
         self.args = {"axis": axis}
-        self.axis = axis
+        self.expect_inputs(min_rank=1)
 
-    def forward(self, inputs, feedbacks=None):
-        xp = self.adopt(inputs)
-        check_rank(self, inputs, 1)
+    def compute_forward(self, xp, inputs, feedbacks):
         axis = normalize_axis(self, self.axis, len(inputs.shape))
         outputs = softmax(xp, inputs, axis)  # Eq. (1)-(2)
         self.save_for_backward(outputs, axis)
         return outputs
 
-    def backward(self, gradients):
-        outputs, axis = self.saved_for_backward()
-        xp = self.adopt(gradients, "gradients")
-        check_same_shape(self, gradients, outputs, "gradients", "outputs")
-        check_same_placement(self, gradients, outputs, "gradients", "outputs")
+    def compute_backward(self, xp, gradients, outputs, axis):
         return softmax_vjp(xp, outputs, gradients, axis)  # Eq. (4)

@@ -13,5 +13,6 @@ Use them as in PyTorch::
 from mnn.optim.adam import Adam, AdamW
 from mnn.optim.optimizer import Optimizer, build
 from mnn.optim.sgd import SGD
+from mnn.registry import register_optimizer
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "build"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "build", "register_optimizer"]

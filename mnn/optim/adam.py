@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+from mnn.checks import finite_non_negative
 from mnn.optim.optimizer import Optimizer
+from mnn.registry import register_optimizer
 
 
+@register_optimizer
 class Adam(Optimizer):
     r"""Adam (Kingma and Ba, 2015), with exactly the rule of ``torch.optim.Adam``.
 
@@ -60,12 +63,11 @@ class Adam(Optimizer):
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def check_hyperparameters(self) -> None:
-        self.lr, self.eps, self.weight_decay = float(self.lr), float(self.eps), \
-            float(self.weight_decay)
-        self.betas = tuple(float(b) for b in self.betas)
         for key in ("lr", "eps", "weight_decay"):
-            if getattr(self, key) < 0.0:
-                raise ValueError(f"{self.name}: expected {key} >= 0, got {getattr(self, key)}")
+            setattr(self, key, finite_non_negative(self.name, key, getattr(self, key)))
+        if not isinstance(self.betas, (tuple, list)):
+            raise ValueError(f"{self.name}: expected betas = (beta1, beta2), got {self.betas!r}")
+        self.betas = tuple(finite_non_negative(self.name, "betas", b) for b in self.betas)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"{self.name}: expected betas = (beta1, beta2), each in [0, 1), "
                              f"got {self.betas}")
@@ -73,8 +75,8 @@ class Adam(Optimizer):
     def state_keys(self) -> tuple[str, ...]:
         return ("step", "exp_avg", "exp_avg_sq")
 
-    def update(self, xp, param, grad, state: dict):
-        beta1, beta2 = self.betas
+    def update(self, where, param, grad, state: dict):
+        xp, beta1, beta2 = where.xp, *self.betas
         if "step" not in state:  # m_0 = v_0 = 0, where the parameter lives
             state.update(step=0, exp_avg=xp.zeros_like(param), exp_avg_sq=xp.zeros_like(param))
         state["step"] = t = state["step"] + 1
@@ -91,6 +93,7 @@ class Adam(Optimizer):
         return param - step_size * (m / denominator)  # Eq. (4)
 
 
+@register_optimizer
 class AdamW(Adam):
     r"""AdamW: ``Adam`` with decoupled weight decay, exactly ``torch.optim.AdamW``.
 

@@ -5,9 +5,11 @@ left in ``grads``. The rule differs between optimizers (``update``); everything
 around it is the same and lives here:
 
 * ``step()`` walks ``model.parameters()``, which yields ``(name, layer, key)``
-  for every parameter (``"0.w"``, ``"2.b"``), and assigns the *new* array that
-  ``update`` returns into ``layer.params[key]``. Nothing is changed in place, so
-  the same code runs on immutable arrays (JAX) and under array-api-strict.
+  for every parameter (``"0.w"``, ``"2.b"``), and assigns the array that
+  ``update`` returns into ``layer.params[key]``. SGD's final update goes through
+  the adapter's ``add_scaled``, in place where the library's arrays are mutable
+  (a new array on JAX); Adam computes new arrays. Either way the same code runs
+  on immutable arrays (JAX) and under array-api-strict.
 * Per-parameter state (momentum buffers, moment estimates, step counts) lives in
   ``self.state[name]``, a dict. Its arrays are created lazily by the first
   ``step``, from the parameter itself (``xp.zeros_like(param)``), so they are in
@@ -23,11 +25,13 @@ around it is the same and lives here:
 
 from __future__ import annotations
 
-import array_api_compat
+import reprlib
+from typing import Any
 
-from mnn import backends
+from mnn.backends import Placement, to_host
 from mnn.base import BaseLayer
 from mnn.errors import CheckpointError, describe
+from mnn.registry import OPTIMIZERS
 
 
 class Optimizer:
@@ -36,7 +40,7 @@ class Optimizer:
     #: Names of the constructor's hyperparameters, in order; ``config()`` stores them.
     hyperparameters: tuple[str, ...] = ()
 
-    def __init__(self, model: BaseLayer, **hyperparameters) -> None:
+    def __init__(self, model: BaseLayer, **hyperparameters: Any) -> None:
         if not isinstance(model, BaseLayer):
             raise TypeError(f"{type(self).__name__}: expected a model (a BaseLayer, e.g. "
                             f"SequentialLayers), got {describe(model)}")
@@ -61,8 +65,10 @@ class Optimizer:
         """The entries of one parameter's state once it has taken a step."""
         return ()
 
-    def update(self, xp, param, grad, state: dict):
-        """The new value of ``param``; may add to or replace entries of ``state``."""
+    def update(self, where, param, grad, state: dict):
+        """The new value of ``param`` (updated in place or a new array); may add to or replace
+        entries of ``state``. ``where`` is the parameter's ``Placement``: ``where.xp`` its
+        namespace, ``where.backend`` its adapter."""
         raise NotImplementedError
 
     # --- training ------------------------------------------------------------------------
@@ -75,15 +81,15 @@ class Optimizer:
             param = layer.params[key]
             state = self.state.setdefault(name, {})
             for entry, value in state.items():
-                state[entry] = placed_like(value, param)
-            xp = array_api_compat.array_namespace(param)
-            layer.params[key] = self.update(xp, param, layer.grads[key], state)
+                state[entry] = placed_like(value, layer.placement)
+            layer.params[key] = self.update(layer.placement, param, layer.grads[key], state)
 
-    def zero_grad(self, set_to_none: bool = False) -> None:
-        """Set every gradient to zero (``model.zero_grads()``), as before each ``backward``.
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients before the next ``backward`` (``model.zero_grads()``).
 
-        ``set_to_none=True`` sets them to ``None`` instead, as torch's default does:
-        the next ``backward`` then stores its gradients without adding them to zeros.
+        As in torch 2.x they become ``None`` by default, and the next ``backward``
+        stores its gradients without adding them to zeros; ``set_to_none=False``
+        sets them to zero arrays instead.
         """
         self.model.zero_grads(set_to_none)
 
@@ -146,9 +152,15 @@ class Optimizer:
                 if tuple(value.shape) != tuple(param.shape):
                     problems.append(f"shape mismatch for {name!r} {entry!r}: the state has "
                                     f"{tuple(value.shape)}, the parameter {tuple(param.shape)}")
+                elif "float" not in str(value.dtype):
+                    problems.append(f"state {entry!r} for {name!r} is not floating point: got "
+                                    f"{describe(value)}")
             elif not isinstance(value, int) or isinstance(value, bool):
                 problems.append(f"state {entry!r} for {name!r} is neither an array nor an int: "
                                 f"got {describe(value)}")
+            elif value < 1:  # integer state counts steps, and state exists after the first
+                problems.append(f"state {entry!r} for {name!r} counts steps and must be at "
+                                f"least 1, got {value}")
         return problems
 
     def _set_hyperparameters(self, values: dict) -> None:
@@ -160,38 +172,22 @@ class Optimizer:
         self.check_hyperparameters()
 
 
-def placed_like(value, param):
-    """``value`` in the namespace, device and dtype of ``param`` (scalars pass through)."""
-    if not hasattr(value, "shape"):
+def placed_like(value, where):
+    """``value`` moved to the ``Placement`` ``where`` if it is an array that lives elsewhere
+    (state from a checkpoint on the host, or from before ``model.to(...)``); scalars pass."""
+    if not hasattr(value, "shape") or Placement.of(value) == where:
         return value
-    device = array_api_compat.device(param)
-    if (type(value) is type(param) and value.dtype == param.dtype
-            and array_api_compat.device(value) == device):
-        return value
-    host = backends.for_array(value).to_host(value)
-    return backends.for_array(param).from_host(host, device, param.dtype)
+    return where.from_host(to_host(value), dtype=where.dtype)
 
 
 def build(model: BaseLayer, config: dict) -> Optimizer:
     """The optimizer that ``config`` describes, for ``model``; ``CheckpointError`` if unknown.
 
-    The type is looked up among the optimizers that ``mnn.optim`` exports and nowhere
-    else: no ``eval``, no import by name, so a checkpoint cannot run code.
+    The type is looked up among the registered optimizers (``mnn.registry.OPTIMIZERS``)
+    and nowhere else: no ``eval``, no import by name, so a checkpoint cannot run code.
     """
-    import mnn.optim
-
     if not (isinstance(config, dict) and isinstance(config.get("type"), str)
             and isinstance(config.get("args"), dict)):
         raise CheckpointError(f"build: expected an optimizer config {{'type': ..., 'args': "
-                              f"{{...}}}}, got {config!r}")
-    known = {name: getattr(mnn.optim, name) for name in mnn.optim.__all__}
-    known = {name: cls for name, cls in known.items()
-             if isinstance(cls, type) and issubclass(cls, Optimizer) and cls is not Optimizer}
-    if config["type"] not in known:
-        raise CheckpointError(f"build: unknown optimizer type {config['type']!r}; known "
-                              f"optimizers: {', '.join(sorted(known))}")
-    try:
-        return known[config["type"]](model, **config["args"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"build: cannot construct {config['type']} from the arguments "
-                              f"{config['args']!r}: {error}") from error
+                              f"{{...}}}}, got {reprlib.repr(config)}")
+    return OPTIMIZERS.create(config["type"], model, **config["args"])

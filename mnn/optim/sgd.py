@@ -2,9 +2,12 @@ r"""Stochastic gradient descent with momentum, Nesterov momentum and weight deca
 
 from __future__ import annotations
 
+from mnn.checks import finite_non_negative
 from mnn.optim.optimizer import Optimizer
+from mnn.registry import register_optimizer
 
 
+@register_optimizer
 class SGD(Optimizer):
     r"""Stochastic gradient descent, with exactly the rule of ``torch.optim.SGD``.
 
@@ -47,12 +50,9 @@ class SGD(Optimizer):
                          nesterov=nesterov, weight_decay=weight_decay)
 
     def check_hyperparameters(self) -> None:
-        self.lr, self.momentum, self.dampening = float(self.lr), float(self.momentum), \
-            float(self.dampening)
-        self.weight_decay, self.nesterov = float(self.weight_decay), bool(self.nesterov)
-        for key in ("lr", "momentum", "weight_decay"):
-            if getattr(self, key) < 0.0:
-                raise ValueError(f"{self.name}: expected {key} >= 0, got {getattr(self, key)}")
+        for key in ("lr", "momentum", "dampening", "weight_decay"):
+            setattr(self, key, finite_non_negative(self.name, key, getattr(self, key)))
+        self.nesterov = bool(self.nesterov)
         if self.nesterov and (self.momentum <= 0.0 or self.dampening != 0.0):
             raise ValueError(f"{self.name}: Nesterov momentum needs momentum > 0 and dampening "
                              f"== 0, got momentum={self.momentum}, dampening={self.dampening}")
@@ -60,15 +60,17 @@ class SGD(Optimizer):
     def state_keys(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum != 0.0 else ()
 
-    def update(self, xp, param, grad, state: dict):
+    def update(self, where, param, grad, state: dict):
         if self.weight_decay != 0.0:
             grad = grad + self.weight_decay * param  # Eq. (1)
         if self.momentum != 0.0:
             if "momentum_buffer" not in state:
-                buffer = xp.asarray(grad, copy=True)  # Eq. (2), t = 1
+                buffer = where.xp.asarray(grad, copy=True)  # Eq. (2), t = 1
             else:
                 buffer = (self.momentum * state["momentum_buffer"]
                           + (1.0 - self.dampening) * grad)  # Eq. (2)
             state["momentum_buffer"] = buffer
             grad = grad + self.momentum * buffer if self.nesterov else buffer  # Eq. (3)
-        return param - self.lr * grad  # Eq. (4)
+        # Eq. (4), in place and in one pass where the library can (the adapter's add_scaled):
+        # the path BaseLayer.step takes too.
+        return where.backend.add_scaled(param, -self.lr, grad)

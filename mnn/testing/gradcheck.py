@@ -36,9 +36,11 @@ float16/bf16    1e-2      1e-1     1e-1
 Anything but float64 gets a ``GradcheckPrecisionWarning``: in lower precision
 the differences themselves are noisy and a wrong gradient can pass.
 
-It also checks that ``backward`` run twice returns the same input gradient and
-accumulates the same parameter gradients again, and that neither ``forward``
-nor ``backward`` writes into its inputs or the cotangent.
+It also checks that every input gradient ``backward`` returns is an array of
+its input's shape, dtype, library and device (a wrong one is a failure with a
+message, never a raw exception); that two forward/backward pairs return the same
+input gradient and accumulate the parameter gradients twice; and that neither
+``forward`` nor ``backward`` writes into its inputs or the cotangent.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ from dataclasses import dataclass
 import array_api_compat
 import numpy as np
 
-from mnn import backends
-from mnn.base import dtype_name
+from mnn.backends import Placement, dtype_name
+from mnn.errors import describe
 
 TOLERANCES = {  # dtype name -> (eps, atol, rtol); see the table in the module docstring
     "float64": (1e-6, 1e-5, 1e-3),
@@ -93,10 +95,8 @@ def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
     floating = [i for i, x in enumerate(inputs) if _is_floating(x)]
     if not floating:
         raise TypeError(f"gradcheck: {layer.name} got no floating-point inputs to check")
-    reference = inputs[floating[0]]
-    backend = backends.for_array(reference)
-    device = array_api_compat.device(reference)
-    dtype = dtype_name(reference.dtype)
+    reference = Placement.of(inputs[floating[0]])
+    backend, device, dtype = reference.backend, reference.device, dtype_name(reference.dtype)
     default_eps, default_atol, default_rtol = TOLERANCES.get(dtype, TOLERANCES["float32"])
     eps = default_eps if eps is None else eps
     atol = default_atol if atol is None else atol
@@ -109,7 +109,7 @@ def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
     rng = np.random.default_rng(seed)
 
     def place(host, like):
-        return backend.from_host(host, array_api_compat.device(like), like.dtype)
+        return Placement.of(like).from_host(host, dtype=like.dtype)
 
     def call():
         return layer.forward(tuple(inputs) if several else inputs[0], feedbacks)
@@ -123,19 +123,38 @@ def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
     out_shape = tuple(out.shape)
     cotangent_host = None if is_loss else rng.standard_normal(out_shape)
 
-    def analytic(cotangent_host):
-        """Input gradients and parameter gradients of one backward, as host float64 arrays."""
-        layer.zero_grads()
+    def backward_once(cotangent_host):
+        """One forward and backward: input gradients and parameter gradients, on the host
+        in float64, each checked against what it is the gradient of."""
         call()
         if is_loss:
             returned = layer.backward()
         else:
-            returned = layer.backward(place(cotangent_host, out))
+            cotangent = place(cotangent_host, out)
+            kept = backend.to_host(cotangent).copy()
+            returned = layer.backward(cotangent)
+            if not np.array_equal(backend.to_host(cotangent), kept):
+                raise GradcheckError(
+                    f"gradcheck failed: {where}: backward wrote into its gradients argument")
         returned = list(returned) if several else [returned]
-        grads = {name: backend.to_host(owner.grads[key]).astype(np.float64)
-                 for name, owner, key in layer.parameters()}
+        if len(returned) != len(inputs):
+            raise GradcheckError(f"gradcheck failed: {where}: backward returned {len(returned)} "
+                                 f"input gradients for {len(inputs)} inputs")
+        for i in (floating if getattr(layer, "input_grad", True) else ()):
+            label = f"inputs[{i}]" if several else "inputs"
+            _check_gradient_fits(returned[i], inputs[i], f"{where}: the gradient of {label}")
+        grads = {}
+        for name, owner, key in layer.parameters():
+            _check_gradient_fits(owner.grads[key], owner.params[key],
+                                 f"{where}: the gradient of parameter {name!r}")
+            grads[name] = backend.to_host(owner.grads[key]).astype(np.float64)
         return [None if g is None else backend.to_host(g).astype(np.float64)
                 for g in returned], grads
+
+    def analytic(cotangent_host):
+        """``backward_once`` from zero gradients."""
+        layer.zero_grads()
+        return backward_once(cotangent_host)
 
     variables = []
     # A layer told that nobody needs its input gradient (input_grad = False) returns None.
@@ -150,8 +169,7 @@ def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
                                    lambda returned, grads, n=name: grads[n]))
 
     _check_no_writes(inputs, floating, untouched, backend, cotangent_host, analytic, where)
-    _check_repeatable(layer, inputs, floating, several, is_loss, backend, cotangent_host, out,
-                      place, call, where, atol, rtol)
+    _check_accumulates(layer, cotangent_host, analytic, backward_once, where, atol, rtol)
 
     def numeric_direction(var, direction):
         """(f(v + eps d) - f(v - eps d)) / (2 eps), a host float64 array of the output's shape."""
@@ -240,31 +258,33 @@ def _check_no_writes(inputs, floating, untouched, backend, cotangent_host, analy
                                  f"its inputs (input {i} changed)")
 
 
-def _check_repeatable(layer, inputs, floating, several, is_loss, backend, cotangent_host, out,
-                      place, call, where, atol, rtol) -> None:
-    """backward twice after one forward: same input gradient, parameter gradients added twice."""
-    layer.zero_grads()
-    call()
-    cotangent = None if is_loss else place(cotangent_host, out)
-    kept = None if is_loss else backend.to_host(cotangent).copy()
-    runs = []
-    for _ in range(2):
-        returned = layer.backward() if is_loss else layer.backward(cotangent)
-        returned = list(returned) if several else [returned]
-        runs.append([None if g is None else backend.to_host(g).astype(np.float64)
-                     for g in returned])
-        runs[-1].append({name: backend.to_host(owner.grads[key]).astype(np.float64)
-                         for name, owner, key in layer.parameters()})
-    if kept is not None and not np.array_equal(backend.to_host(cotangent), kept):
-        raise GradcheckError(
-            f"gradcheck failed: {where}: backward wrote into its gradients argument")
-    first, second = runs
-    for g1, g2 in zip(first[:-1], second[:-1], strict=True):
+def _check_accumulates(layer, cotangent_host, analytic, backward_once, where,
+                       atol, rtol) -> None:
+    """Two forward/backward pairs: the same input gradients, parameter gradients added twice."""
+    first_inputs, first = analytic(cotangent_host)
+    second_inputs, second = backward_once(cotangent_host)  # no zero_grads in between
+    for g1, g2 in zip(first_inputs, second_inputs, strict=True):
         if g1 is not None and not np.allclose(g1, g2, atol=atol, rtol=rtol):
-            raise GradcheckError(f"gradcheck failed: {where}: backward run twice after one forward "
-                                 f"returned different input gradients")
-    for name, g1 in first[-1].items():
-        if not np.allclose(second[-1][name], 2 * g1, atol=atol, rtol=rtol):
-            raise GradcheckError(f"gradcheck failed: {where}: backward run twice did not "
+            raise GradcheckError(f"gradcheck failed: {where}: two forward/backward pairs on the "
+                                 f"same inputs returned different input gradients")
+    for name, g1 in first.items():
+        if not np.allclose(second[name], 2 * g1, atol=atol, rtol=rtol):
+            raise GradcheckError(f"gradcheck failed: {where}: two forward/backward pairs did not "
                                  f"accumulate parameter {name!r} twice (grads must add up until "
                                  f"zero_grads())")
+
+
+def _check_gradient_fits(gradient, like, what: str) -> None:
+    """``gradient`` is an array with the shape, dtype, library and device of ``like``."""
+    if gradient is None:
+        raise GradcheckError(f"gradcheck failed: {what} is None; expected an array like "
+                             f"{describe(like)}")
+    try:
+        got = Placement.of(gradient)
+    except (TypeError, AttributeError):
+        raise GradcheckError(f"gradcheck failed: {what} is not an array: got an object of type "
+                             f"{type(gradient).__name__}") from None
+    expected = Placement.of(like)
+    if got != expected or tuple(gradient.shape) != tuple(like.shape):
+        raise GradcheckError(f"gradcheck failed: {what} is {describe(gradient)}; expected "
+                             f"{describe(like)}")

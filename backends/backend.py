@@ -1,0 +1,160 @@
+"""``Backend``: the adapter protocol, one subclass per array library (see docs/adapters.md).
+
+The array API standard covers the math. What a training library needs beyond it
+lives here, as methods an adapter overrides where its library differs:
+
+* ``to_host`` / ``from_host``: copy to and from a NumPy array on the host
+  (checkpoints, finite differences, initial parameters);
+* ``devices``: which devices are present (an allocation works, an import is not enough);
+* ``synchronize``: wait for queued work, so that timings mean something;
+* ``random_normal``: seeded random numbers made on the device;
+* ``scatter_add``: index accumulation (repeated indices add up), which the
+  standard has no function for;
+* ``add_scaled``: ``target += alpha * source`` (the gradient descent update) in
+  place and in one pass where the library can; the standard needs two passes;
+* ``enable_float64``: what the library needs before it computes in 64 bits (JAX).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import array_api_compat
+import numpy as np
+
+
+class Backend:
+    """The adapter protocol. A subclass names its library and overrides what differs.
+
+    ``name`` is how people and nox call the backend (``"numpy"``), ``module`` the
+    name under which the library appears in ``sys.modules``. An adapter never
+    imports its library at module level: ``self.library()`` fetches it from
+    ``sys.modules`` inside the methods, so ``import mnn`` stays free of it.
+    """
+
+    name: str
+    module: str
+
+    @property
+    def distribution(self) -> str:
+        """What to ``pip install`` for the library; an adapter overrides it where the names
+        differ (``"cupy-cuda12x"`` for ``cupy``)."""
+        return self.module
+
+    def is_loaded(self) -> bool:
+        return self.module in sys.modules
+
+    def library(self):
+        """The library itself; only called once it is already imported."""
+        if self.module not in sys.modules:
+            __import__(self.module)  # asked for by name (to(xp="torch"), a test target)
+        return sys.modules[self.module]
+
+    def owns(self, array) -> bool:
+        """Whether ``array`` belongs to this library (its type comes from the library's package)."""
+        return type(array).__module__.partition(".")[0] == self.module
+
+    def namespace(self):
+        """The array API namespace of this library (array_api_compat wraps where needed).
+
+        Found once, from a one-element array on the default device, then remembered.
+        """
+        if getattr(self, "_namespace", None) is None:
+            probe = self.from_host(np.zeros(1), self.default_device())
+            self._namespace = array_api_compat.array_namespace(probe)
+        return self._namespace
+
+    def enable_float64(self) -> None:
+        """Make float64 and int64 available (gradient checks, labels). Most libraries have them."""
+
+    def dtype(self, dtype):
+        """The library's dtype for a name such as ``"float32"``; a dtype passes through."""
+        if isinstance(dtype, str):
+            return getattr(self.namespace(), dtype)
+        return dtype
+
+    # --- devices -------------------------------------------------------------------
+
+    def devices(self) -> list[str]:
+        """Names of the devices present on this machine, default first."""
+        raise NotImplementedError
+
+    def default_device(self):
+        present = self.devices()
+        if not present:
+            raise RuntimeError(f"backend {self.name!r} has no device present on this machine")
+        return self.device(present[0])
+
+    def device(self, name):
+        """The library's device object for a device name such as ``"cpu"``."""
+        return name
+
+    def device_name(self, device) -> str:
+        return str(device)
+
+    def synchronize(self, device, *arrays) -> None:
+        """Wait until the work queued on ``device`` has finished (no-op on the host).
+
+        Libraries that track readiness per array (JAX) also wait for ``arrays``.
+        """
+
+    # --- host <-> device -----------------------------------------------------------
+
+    def to_host(self, array) -> np.ndarray:
+        return np.asarray(array)
+
+    def from_host(self, host: np.ndarray, device, dtype=None):
+        """A new array (never a view of ``host``: parameters are updated in place)."""
+        xp = self.library()
+        return xp.asarray(host, device=device, dtype=dtype, copy=True)
+
+    # --- what the standard lacks ---------------------------------------------------
+
+    def random_normal(self, shape, seed, device, dtype="float64"):
+        """Standard normal numbers of ``shape``, the same ones for the same ``seed``.
+
+        ``seed`` is an int or a ``numpy.random.Generator``. This default draws on
+        the host and copies to ``device``; adapters may draw on the device instead
+        (the numbers then differ between backends, but not between runs).
+        """
+        generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        return self.from_host(generator.standard_normal(shape), device, self.dtype(dtype))
+
+    def scatter_add(self, target, indices, values):
+        r"""``target`` with ``values[k]`` added to row ``indices[k]``; repeated indices add up.
+
+        ``target`` has shape :math:`(n, \dots)`, ``indices`` integer shape :math:`(k,)`,
+        ``values`` shape :math:`(k, \dots)`. ``target`` itself is not changed.
+
+        The standard has no scatter-add (``x[idx] += v`` keeps only the last write of a
+        repeated index, and is not allowed on every library), so this default uses only
+        the standard: with the one-hot matrix :math:`H_{ki} = [\text{indices}_k = i]`,
+
+        .. math::  \text{out} = \text{target} + H^\top V,
+
+        which costs :math:`O(nk)` memory. Adapters replace it with their library's
+        scatter-add.
+        """
+        xp = array_api_compat.array_namespace(target, indices, values)
+        n, k = target.shape[0], indices.shape[0]
+        rows = xp.arange(n, dtype=indices.dtype, device=array_api_compat.device(target))
+        one_hot = xp.astype(xp.expand_dims(indices, axis=1) == rows, values.dtype)  # (k, n)
+        flat = xp.reshape(values, (k, math.prod(target.shape[1:])))
+        return target + xp.reshape(xp.matrix_transpose(one_hot) @ flat, target.shape)
+
+    def add_scaled(self, target, alpha: float, source):
+        """``target + alpha * source``, written into ``target`` where the library allows.
+
+        The update of gradient descent (``alpha = -lr``). The standard has neither
+        in-place functions nor a fused multiply-add, so this default computes
+        ``alpha * source`` into a temporary first: two passes over memory, where
+        an adapter can make one (torch's ``add_(source, alpha=...)``).
+        Returns the result: ``target`` itself, or a new array where arrays are
+        immutable (JAX).
+        """
+        target += alpha * source
+        return target
+
+    def __repr__(self) -> str:
+        return f"<mnn backend {self.name!r}>"

@@ -1,0 +1,127 @@
+"""The registry of adapters: find the one that owns an array, by name, or by namespace.
+
+An adapter is found from the array itself, the way einops finds its backends: a
+library that is not already in ``sys.modules`` cannot own the array, so nothing
+is ever imported to find out. Third-party adapters register through the entry
+point group ``mnn.backends``; they are loaded only when a lookup finds no
+built-in adapter (see docs/adapters.md).
+
+Thread safety: registering and loading entry points hold one lock, and lookups
+walk a snapshot of the registry, so threads may look adapters up while another
+thread registers one or loads the entry points.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+from .backend import Backend
+
+#: The entry point group through which other packages register adapters.
+ENTRY_POINT_GROUP = "mnn.backends"
+
+_REGISTRY: dict[str, Backend] = {}
+_LOCK = threading.RLock()
+
+
+def register(backend: Backend | type[Backend]) -> Backend:
+    """Make ``backend`` known to mnn (later registrations replace earlier ones)."""
+    if isinstance(backend, type) and issubclass(backend, Backend):
+        backend = backend()
+    if not isinstance(backend, Backend):
+        raise TypeError(f"register() expects a Backend subclass or instance, got {backend!r}")
+    with _LOCK:
+        _REGISTRY[backend.name] = backend
+    return backend
+
+
+def load_entry_points(name: str | None = None) -> None:
+    """Register the adapters that other packages declare in the ``mnn.backends`` group.
+
+    Only entry points whose name is not registered yet are loaded (built-ins win;
+    call ``register`` to replace one), and only the one called ``name`` if given.
+    An entry point that fails to load gives a warning, not an error: one broken
+    plugin must not break every other backend.
+    """
+    from importlib.metadata import entry_points
+
+    with _LOCK:
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            if point.name in _REGISTRY or (name is not None and point.name != name):
+                continue
+            try:
+                loaded = point.load()
+                backend = loaded() if isinstance(loaded, type) else loaded
+                if not isinstance(backend, Backend):
+                    raise TypeError(f"it gave {loaded!r}, not a Backend subclass or instance")
+                if backend.name != point.name:
+                    raise ValueError(f"its backend is called {backend.name!r}, not "
+                                     f"{point.name!r}")
+            except Exception as error:  # noqa: BLE001  (any plugin failure becomes a warning)
+                warnings.warn(f"mnn: could not load backend entry point {point.name} = "
+                              f"{point.value}: {error}", RuntimeWarning, stacklevel=2)
+                continue
+            register(backend)
+
+
+def _registered() -> tuple[Backend, ...]:
+    """A snapshot of the registered adapters, safe to walk while another thread registers."""
+    with _LOCK:
+        return tuple(_REGISTRY.values())
+
+
+def available() -> dict[str, Backend]:
+    """Every registered backend by name, third-party ones included, whether or not imported."""
+    load_entry_points()
+    with _LOCK:
+        return dict(_REGISTRY)
+
+
+def get(name: str) -> Backend:
+    """The backend called ``name``; a clear error lists the known ones."""
+    with _LOCK:
+        if name not in _REGISTRY:
+            load_entry_points(name)
+        if name in _REGISTRY:
+            return _REGISTRY[name]
+        known = ", ".join(sorted(_REGISTRY))
+    raise ValueError(f"unknown backend {name!r}; known backends: {known} (others register "
+                     f"through the entry point group {ENTRY_POINT_GROUP!r})")
+
+
+def _owner(array) -> Backend | None:
+    for backend in _registered():
+        if backend.is_loaded() and backend.owns(array):
+            return backend
+    return None
+
+
+def for_array(array) -> Backend:
+    """The backend that owns ``array``, looked up without importing anything."""
+    backend = _owner(array)
+    if backend is None:
+        load_entry_points()
+        backend = _owner(array)
+    if backend is None:
+        known = ", ".join(sorted(b.name for b in _registered()))
+        kind = f"{type(array).__module__}.{type(array).__name__}"
+        raise TypeError(f"no mnn backend owns an object of type {kind}; known backends: {known}")
+    return backend
+
+
+def for_namespace(xp) -> Backend:
+    """The backend of a namespace or library module, or of a backend name."""
+    if isinstance(xp, Backend):
+        return xp
+    if isinstance(xp, str):
+        return get(xp)
+    module = getattr(xp, "__name__", "")
+    module = module.removeprefix("array_api_compat.")
+    for attempt in range(2):
+        for backend in _registered():
+            if module in (backend.module, backend.name) or module.startswith(backend.module + "."):
+                return backend
+        if attempt == 0:
+            load_entry_points()
+    raise ValueError(f"no mnn backend for namespace {module or xp!r}")
