@@ -26,6 +26,7 @@ every layer checks alike:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -66,6 +67,8 @@ class _Sentinel:
         return self.name
 
 
+#: retain_graph of the backward that is running, so that sublayers' backwards inherit it.
+_RETAINING = contextvars.ContextVar("mnn_retain_graph", default=False)
 _NOTHING_YET = _Sentinel("nothing saved yet")  # no forward has finished
 _USED = _Sentinel("used by a backward")  # a backward consumed the last forward's values
 
@@ -94,7 +97,6 @@ class BaseLayer:
         self._seen: tuple | None = None  # (type, dtype, device) of inputs that passed, and xp
         self._xp = None  # the namespace of the last forward's inputs
         self._saved: tuple | _Sentinel = _NOTHING_YET
-        self.retain_graph = False  # the running backward's retain_graph, for containers
         self._output_spec: tuple | None = None
 
     # --- what a layer declares ---------------------------------------------------------
@@ -143,20 +145,25 @@ class BaseLayer:
         ``input_grad`` is False); parameter gradients are added into ``grads``.
 
         As in torch, what the forward kept is used up by one backward, unless
-        ``retain_graph=True`` keeps it for another (containers pass it on).
+        ``retain_graph=True`` keeps it for another; it holds for every sublayer
+        whose backward this one runs.
         """
+        retain_graph = retain_graph or _RETAINING.get()
         saved = self._take_saved()
         if retain_graph:
             self._saved = saved
-        self.retain_graph = retain_graph
-        if self.is_loss:
-            if gradients is not None:
-                raise TypeError(f"{self.name} is a loss (or ends in one): backpropagation starts "
-                                f"there, so backward() takes no argument; got "
-                                f"{describe(gradients)}")
-            return self.compute_backward(self._xp, *saved)
-        self.check_gradients(gradients)
-        return self.compute_backward(self._xp, gradients, *saved)
+        if self.is_loss and gradients is not None:
+            raise TypeError(f"{self.name} is a loss (or ends in one): backpropagation starts "
+                            f"there, so backward() takes no argument; got {describe(gradients)}")
+        if not self.is_loss:
+            self.check_gradients(gradients)
+        token = _RETAINING.set(retain_graph)
+        try:
+            if self.is_loss:
+                return self.compute_backward(self._xp, *saved)
+            return self.compute_backward(self._xp, gradients, *saved)
+        finally:
+            _RETAINING.reset(token)
 
     def save_for_backward(self, *values) -> None:
         """Keep ``values`` for the next ``backward``; they arrive as its ``*saved``."""

@@ -38,15 +38,17 @@ class Target:
     def xp(self):
         return self.backend.namespace()
 
+    @property
+    def placement(self) -> backends.Placement:
+        """This backend and device, with float64 for floating-point arrays."""
+        return backends.Placement.named(self.backend, self.device_name, "float64")
+
     def asarray(self, host, dtype: str | None = None):
         """``host`` (anything NumPy takes) as an array of this target; floats default to float64."""
-        host = np.asarray(host)
-        if dtype is None:
-            dtype = "float64" if host.dtype.kind == "f" else str(host.dtype)
-        return self.backend.from_host(host, self.device, getattr(self.xp, dtype))
+        return self.placement.from_host(host, dtype)
 
     def to_host(self, array) -> np.ndarray:
-        return self.backend.to_host(array)
+        return self.placement.to_host(array)
 
     def __str__(self) -> str:
         return f"{self.backend.name}-{self.device_name}"
@@ -96,10 +98,8 @@ def _targets(config) -> list[Target]:
 
 def pytest_configure(config):
     config._mnn_targets = _targets(config)
-    if any(t.backend.name == "jax" for t in config._mnn_targets):
-        import jax  # JAX computes in float32 unless told otherwise; gradchecks need float64
-
-        jax.config.update("jax_enable_x64", True)
+    for target in config._mnn_targets:
+        target.backend.enable_float64()  # JAX computes in float32 unless told; gradchecks need 64
 
 
 def pytest_report_header(config):

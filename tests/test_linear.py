@@ -70,23 +70,9 @@ def test_scalar_input_is_a_clear_error(target):
     with pytest.raises(mnn.ShapeError, match=r"LinearLayer: expected inputs with at least 1 dim"):
         mnn.LinearLayer(4, 3, rng=0)(target.asarray(1.0))
 
-
-def test_integer_inputs_are_a_clear_error(target):
-    with pytest.raises(mnn.DTypeError,
-                       match=r"LinearLayer: expected floating-point inputs, got .*int"):
-        mnn.LinearLayer(4, 3, rng=0)(target.asarray(np.ones((2, 4), dtype=np.int64)))
-
-
 def test_non_array_is_a_clear_error():
     with pytest.raises(mnn.DTypeError, match=r"LinearLayer: expected inputs to be an array.*list"):
         mnn.LinearLayer(4, 3, rng=0)([[1.0, 2.0, 3.0, 4.0]])
-
-
-def test_backward_before_forward_is_a_clear_error(target):
-    with pytest.raises(mnn.BackwardBeforeForwardError,
-                       match=r"LinearLayer: backward\(\) was called before forward"):
-        mnn.LinearLayer(4, 3, rng=0).backward(target.asarray(np.ones((2, 3))))
-
 
 def test_other_dtype_after_first_forward_names_both_sides_and_the_fix(target, rng):
     layer = mnn.LinearLayer(4, 3, rng=0)

@@ -39,18 +39,6 @@ def test_float32_agrees_with_float64(target, rng):
     x, g = rng.standard_normal((8, 16)), rng.standard_normal((8, 16))
     assert_float32_matches_float64(target, mnn.ReluLayer, (x,), g, rtol=1e-6, atol=1e-7)
 
-
-def test_integer_inputs_are_a_clear_error(target):
-    with pytest.raises(mnn.DTypeError,
-                       match=r"ReluLayer: expected floating-point inputs, got .*int"):
-        mnn.ReluLayer()(target.asarray(np.ones((2, 4), dtype=np.int64)))
-
-
-def test_backward_before_forward_is_a_clear_error(target):
-    with pytest.raises(mnn.BackwardBeforeForwardError, match=r"ReluLayer: backward\(\) was called"):
-        mnn.ReluLayer().backward(target.asarray(np.ones((2, 3))))
-
-
 def test_matches_torch_autograd(rng):
     torch = pytest.importorskip("torch", reason="the torch.autograd comparison needs torch")
     x, g = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))

@@ -253,15 +253,6 @@ def test_build_bad_config_is_a_clear_error():
     with pytest.raises(mnn.CheckpointError, match=r"build: cannot construct LinearLayer from"):
         build({"type": "LinearLayer", "args": {"in_features": 3, "colour": "red"}})
 
-
-def test_backward_before_forward_is_a_clear_error(target):
-    with pytest.raises(mnn.BackwardBeforeForwardError,
-                       match=r"SequentialLayers: backward\(\) was called before forward"):
-        mlp().backward(target.asarray(np.ones((2, 3))))
-    with pytest.raises(mnn.BackwardBeforeForwardError, match=r"SequentialLayers: backward"):
-        mnn.SequentialLayers([*mlp(), HalfSumOfSquares()]).backward()
-
-
 def test_backward_argument_follows_the_last_layer(target, rng):
     x, y = target.asarray(rng.standard_normal((2, 4))), target.asarray(rng.standard_normal((2, 3)))
     net = mlp()

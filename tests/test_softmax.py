@@ -81,32 +81,9 @@ def test_axis_out_of_range_is_a_clear_error(target, rng):
                        match=r"SoftmaxLayer: axis -4 is out of range for inputs with 3 dim"):
         mnn.SoftmaxLayer(axis=-4)(target.asarray(rng.standard_normal((2, 3, 4))))
 
-
-def test_integer_inputs_are_a_clear_error(target):
-    with pytest.raises(mnn.DTypeError,
-                       match=r"SoftmaxLayer: expected floating-point inputs, got .*int"):
-        mnn.SoftmaxLayer()(target.asarray(np.ones((2, 4), dtype=np.int64)))
-
-
 def test_non_array_is_a_clear_error():
     with pytest.raises(mnn.DTypeError, match=r"SoftmaxLayer: expected inputs to be an array.*list"):
         mnn.SoftmaxLayer()([[1.0, 2.0]])
-
-
-def test_backward_before_forward_is_a_clear_error(target):
-    with pytest.raises(mnn.BackwardBeforeForwardError,
-                       match=r"SoftmaxLayer: backward\(\) was called before forward"):
-        mnn.SoftmaxLayer().backward(target.asarray(np.ones((2, 3))))
-
-
-def test_gradients_of_the_wrong_shape_are_a_clear_error(target, rng):
-    layer = mnn.SoftmaxLayer()
-    layer(target.asarray(rng.standard_normal((2, 3))))
-    with pytest.raises(mnn.ShapeError,
-                       match=r"SoftmaxLayer: expected gradients like the output "
-                             r"of the last forward \(.*shape \(2, 3\)"):
-        layer.backward(target.asarray(np.ones((2, 4))))
-
 
 def test_config_round_trips():
     assert mnn.SoftmaxLayer(axis=-1).config() == {"type": "SoftmaxLayer", "args": {"axis": -1}}

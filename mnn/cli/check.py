@@ -11,41 +11,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-import mnn
+from mnn.backends import Placement
 from mnn.cli.common import CommandError, backend_named
 from mnn.cli.info import survey
-
-
-def _normal(rng, *shape):
-    return rng.standard_normal(shape)
-
-
-def _labels(rng, n, classes):
-    return rng.integers(0, classes, size=n)
-
-
-#: Layer name -> (rng) -> (layer, host inputs, host feedbacks or None). Small shapes: the
-#: full Jacobian is compared entry by entry where it has at most 256 entries.
-CASES = {
-    "LinearLayer": lambda rng: (mnn.LinearLayer(4, 3, rng=rng), _normal(rng, 2, 4), None),
-    "ReluLayer": lambda rng: (mnn.ReluLayer(), _normal(rng, 3, 5), None),
-    "LogLayer": lambda rng: (mnn.LogLayer(), rng.uniform(0.5, 2.0, (3, 4)), None),
-    "SoftmaxLayer": lambda rng: (mnn.SoftmaxLayer(), _normal(rng, 3, 5), None),
-    "LogSoftmaxLayer": lambda rng: (mnn.LogSoftmaxLayer(), _normal(rng, 3, 5), None),
-    "MSELossLayer": lambda rng: (mnn.MSELossLayer(), _normal(rng, 3, 4), _normal(rng, 3, 4)),
-    "NllLossLayer": lambda rng: (mnn.NllLossLayer(), _normal(rng, 4, 5), _labels(rng, 4, 5)),
-    "CrossEntropyLossLayer": lambda rng: (mnn.CrossEntropyLossLayer(), _normal(rng, 4, 5),
-                                          _labels(rng, 4, 5)),
-    "MatrixProduct": lambda rng: (mnn.MatrixProduct(), (_normal(rng, 3, 4), _normal(rng, 4, 2)),
-                                  None),
-    "MultiHeadAttention": lambda rng: (mnn.MultiHeadAttention(d=2, heads=2, bias=True, rng=rng),
-                                       _normal(rng, 2, 3, 4), None),
-    "SequentialLayers": lambda rng: (mnn.SequentialLayers([
-        mnn.LinearLayer(4, 5, rng=rng), mnn.ReluLayer(), mnn.LinearLayer(5, 3, rng=rng),
-        mnn.CrossEntropyLossLayer()]), _normal(rng, 3, 4), _labels(rng, 3, 3)),
-}
+from mnn.testing import CASES, gradcheck, make_case, place
 
 
 def add_arguments(parser) -> None:
@@ -57,9 +26,8 @@ def add_arguments(parser) -> None:
 
 
 def layer_names() -> list[str]:
-    return [name for name in mnn.layers.__all__
-            if isinstance(getattr(mnn, name), type) and issubclass(getattr(mnn, name),
-                                                                   mnn.BaseLayer)]
+    """Every layer with a case: mnn's own and those registered with ``layer_case``."""
+    return list(CASES)
 
 
 def targets(only_backends, only_devices) -> list[tuple]:
@@ -83,20 +51,7 @@ def targets(only_backends, only_devices) -> list[tuple]:
 
 def check_one(name: str, backend, device: str) -> str | None:
     """None if ``name``'s gradients pass on ``backend``/``device``, else why not."""
-    from mnn.testing import gradcheck
-
-    if name not in CASES:
-        return f"no check case for {name} in mnn/cli/check.py"
-    rng = np.random.default_rng(0)
-    layer, inputs, feedbacks = CASES[name](rng)
-    where = backend.device(device)
-
-    def place(host):
-        return backend.from_host(host, where, backend.dtype("float64" if host.dtype.kind == "f"
-                                                            else "int64"))
-
-    inputs = tuple(map(place, inputs)) if isinstance(inputs, tuple) else place(inputs)
-    feedbacks = None if feedbacks is None else place(feedbacks)
+    layer, inputs, feedbacks = place(make_case(name), Placement.named(backend, device))
     try:
         gradcheck(layer, inputs, feedbacks)
     except Exception as error:  # noqa: BLE001  (every failure is a FAIL cell, not a crash)
@@ -107,10 +62,7 @@ def check_one(name: str, backend, device: str) -> str | None:
 def run(args) -> int:
     chosen = targets(args.backend, args.device)
     for backend, _ in chosen:
-        if backend.name == "jax":
-            import jax  # gradient checks run in float64
-
-            jax.config.update("jax_enable_x64", True)
+        backend.enable_float64()  # gradient checks run in float64
     names = layer_names()
     columns = [f"{backend.name}:{device}" for backend, device in chosen]
     width = max(len("layer"), *map(len, names)) + 2

@@ -112,12 +112,12 @@ class SequentialLayers(BaseLayer):
         return inputs
 
     def compute_backward(self, xp, gradients=None):
-        layers, retain = self.layers, self.retain_graph
+        layers = self.layers
         if self.is_loss:
-            gradients = layers[-1].backward(retain_graph=retain)
+            gradients = layers[-1].backward()
             layers = layers[:-1]
         for layer in reversed(layers):
-            gradients = layer.backward(gradients, retain_graph=retain)  # Eq. (2)
+            gradients = layer.backward(gradients)  # Eq. (2)
         return gradients
 
     def config(self) -> dict:

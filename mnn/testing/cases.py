@@ -1,0 +1,120 @@
+"""Small, fixed examples of every layer: the one list that ``mnn check``, mnn's contract
+test (tests/test_contract.py) and your own tests share.
+
+A case is a function of a ``numpy.random.Generator`` that returns
+``(layer, inputs, feedbacks)``: a fresh layer and host (NumPy) arrays, float64
+inputs (a tuple of them for layers that take several) and the feedbacks a loss
+needs (labels, targets) or ``None``. Shapes are small, so that ``gradcheck``
+compares the full Jacobian entry by entry. Register a case for a layer of your
+own with the decorator, and ``mnn check`` checks it too::
+
+    @mnn.testing.layer_case("Square")
+    def _(rng):
+        return Square(), rng.standard_normal((3, 4)), None
+
+``place(case, placement)`` moves a case's arrays to a backend, device and dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import mnn
+from mnn.backends import Placement
+
+#: What a case returns: the layer, its host inputs and its host feedbacks (or None).
+Case = tuple[mnn.BaseLayer, Any, Any]
+
+#: Layer name -> (rng) -> Case. Every layer that mnn exports has one (a test checks).
+CASES: dict[str, Callable[[np.random.Generator], Case]] = {}
+
+
+def layer_case(name: str):
+    """Register the decorated function as the case of the layer called ``name``."""
+    def register(make: Callable[[np.random.Generator], Case]):
+        CASES[name] = make
+        return make
+    return register
+
+
+def make_case(name: str, seed: int = 0) -> Case:
+    """The case of layer ``name``, drawn from a generator seeded with ``seed``."""
+    return CASES[name](np.random.default_rng(seed))
+
+
+def place(case: Case, placement: Placement) -> Case:
+    """The case with its arrays moved to ``placement`` (floats in its dtype, integers kept)."""
+    layer, inputs, feedbacks = case
+    if isinstance(inputs, tuple):
+        inputs = tuple(placement.from_host(x) for x in inputs)
+    else:
+        inputs = placement.from_host(inputs)
+    return layer, inputs, None if feedbacks is None else placement.from_host(feedbacks)
+
+
+def _normal(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def _labels(rng, n, classes):
+    return rng.integers(0, classes, size=n)
+
+
+@layer_case("LinearLayer")
+def _linear(rng):
+    return mnn.LinearLayer(4, 3, rng=rng), _normal(rng, 2, 4), None
+
+
+@layer_case("ReluLayer")
+def _relu(rng):
+    return mnn.ReluLayer(), _normal(rng, 3, 5), None
+
+
+@layer_case("LogLayer")
+def _log(rng):
+    return mnn.LogLayer(), rng.uniform(0.5, 2.0, (3, 4)), None
+
+
+@layer_case("SoftmaxLayer")
+def _softmax(rng):
+    return mnn.SoftmaxLayer(), _normal(rng, 3, 5), None
+
+
+@layer_case("LogSoftmaxLayer")
+def _log_softmax(rng):
+    return mnn.LogSoftmaxLayer(), _normal(rng, 3, 5), None
+
+
+@layer_case("MSELossLayer")
+def _mse(rng):
+    return mnn.MSELossLayer(), _normal(rng, 3, 4), _normal(rng, 3, 4)
+
+
+@layer_case("NllLossLayer")
+def _nll(rng):
+    return mnn.NllLossLayer(), _normal(rng, 4, 5), _labels(rng, 4, 5)
+
+
+@layer_case("CrossEntropyLossLayer")
+def _cross_entropy(rng):
+    return mnn.CrossEntropyLossLayer(), _normal(rng, 4, 5), _labels(rng, 4, 5)
+
+
+@layer_case("MatrixProduct")
+def _matrix_product(rng):
+    return mnn.MatrixProduct(), (_normal(rng, 3, 4), _normal(rng, 4, 2)), None
+
+
+@layer_case("MultiHeadAttention")
+def _attention(rng):
+    return mnn.MultiHeadAttention(d=2, heads=2, bias=True, rng=rng), _normal(rng, 2, 3, 4), None
+
+
+@layer_case("SequentialLayers")
+def _sequential(rng):
+    net = mnn.SequentialLayers([mnn.LinearLayer(4, 5, rng=rng), mnn.ReluLayer(),
+                                mnn.LinearLayer(5, 3, rng=rng), mnn.CrossEntropyLossLayer()])
+    return net, _normal(rng, 3, 4), _labels(rng, 3, 3)
