@@ -18,6 +18,14 @@ class NumpyBackend(Backend):
         # write through into the caller's arrays.
         return np.array(host, dtype=self.dtype(dtype), copy=True)
 
+    def erf(self, x):
+        try:
+            from scipy.special import erf  # NumPy itself has none
+        except ImportError:
+            raise NotImplementedError("numpy has no erf function; scipy has one (pip install "
+                                      "scipy)") from None
+        return erf(x)
+
     def scatter_add(self, target, indices, values):
         out = target.copy()
         np.add.at(out, indices, values)  # unbuffered: repeated indices add up

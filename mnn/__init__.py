@@ -14,6 +14,7 @@ from mnn.errors import (
     CheckpointError,
     DTypeError,
     LabelError,
+    MissingFunctionError,
     MnnError,
     PlacementError,
     ShapeError,
@@ -27,6 +28,6 @@ __version__ = "0.1.0"
 __all__ = [
     "backends", "optim", "BaseLayer", "manual_seed", "save", "load",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
-    "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError",
+    "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError", "MissingFunctionError",
     *_layers,
 ]

@@ -105,6 +105,7 @@ class SequentialLayers(BaseLayer):
         if gradients is None:
             raise TypeError(f"{self.name}: its last layer is not a loss, so backward(gradients) "
                             f"needs the gradient of the output")
+        super().check_gradients(gradients)  # like the output: the container names itself
 
     def compute_forward(self, xp, inputs, feedbacks):
         for layer in self.layers:
