@@ -1,4 +1,5 @@
-"""What the subcommands share: the user-facing error, choosing a backend and device, data sets.
+"""What the subcommands share: the user-facing error, choosing a backend and device, data sets,
+output files, plots and progress bars.
 
 The command may import array libraries (``import mnn`` may not): the user named
 one with ``--backend``, so it is imported here, by name, with a clear error when
@@ -8,6 +9,9 @@ it is not installed or the device is not present.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
 
 from mnn import backends
 
@@ -103,3 +107,88 @@ def predictions(model, dataset, batch_size: int = 1000):
         logits = network(dataset.inputs[start:stop, ...])
         out.append(backend.to_host(xp.argmax(logits, axis=1)))
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+# --- output files, plots, progress bars ------------------------------------------------
+
+
+def check_output_path(option: str, path: str | None) -> None:
+    """``path`` (given with ``option``) can be written: its directory exists, it is no directory.
+
+    Checked before training, so that a typo does not cost a whole run.
+    """
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"{option} {path}: the directory {folder} does not exist")
+    if os.path.isdir(path):
+        raise CommandError(f"{option} {path}: a directory, not a file name")
+
+
+def plot_destination(value: str | None, default: str, default_path: str) -> str | None:
+    """Where ``--plot`` draws: ``default_path`` when the option was left at ``default`` and
+    matplotlib can draw (else a note, and no plot), nothing for ``none``, else ``value``.
+
+    A plot asked for by name needs matplotlib: that is checked now, not after training.
+    """
+    if value == default:
+        if importlib.util.find_spec("matplotlib") is None:
+            print("(no plot of the curves: matplotlib is not installed; pip install matplotlib)")
+            return None
+        value = default_path
+    elif value == "none":
+        return None
+    pyplot()
+    return value
+
+
+def pyplot():
+    """``matplotlib.pyplot``, drawing to files only; ``CommandError`` if it is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CommandError("--plot needs matplotlib, which is not installed; install it with: "
+                           "pip install matplotlib") from None
+    matplotlib.use("Agg")  # files only, no window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: str) -> None:
+    """Write ``figure`` to ``path`` as a PNG, atomically (an old plot is replaced only whole),
+    and close it."""
+    plt = pyplot()
+    partial = f"{path}.partial-{os.getpid()}"
+    try:
+        figure.savefig(partial, dpi=100, format="png")
+        os.replace(partial, path)
+    finally:
+        plt.close(figure)
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, description: str, disabled: bool, unit: str = "sample"):
+    """A tqdm bar on stderr counting ``unit`` (its rate is per second), or nothing when
+    ``disabled`` or without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    if disabled:
+        return _NoBar()
+    return tqdm(total=total, desc=description, unit=unit, unit_scale=True, leave=False,
+                file=sys.stderr, dynamic_ncols=True)

@@ -8,15 +8,23 @@ and the throughput in samples per second.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 import time
 
 import numpy as np
 
 import mnn
-from mnn.cli.common import CommandError, limit_threads, load_dataset, predictions, resolve_target
+from mnn.cli.common import (
+    CommandError,
+    check_output_path,
+    limit_threads,
+    load_dataset,
+    plot_destination,
+    predictions,
+    progress_bar,
+    pyplot,
+    resolve_target,
+    save_figure,
+)
 from mnn.data import Batches
 
 OPTIMIZERS = {"sgd": mnn.optim.SGD, "adam": mnn.optim.Adam, "adamw": mnn.optim.AdamW}
@@ -67,21 +75,9 @@ def run(args) -> int:
             raise CommandError(f"{name} must be at least 1, got {value}")
     if args.lr is not None and not args.lr > 0:
         raise CommandError(f"--lr must be positive, got {args.lr}")
-    if args.plot == DEFAULT_PLOT:  # a plot when matplotlib can draw it, a note when not
-        args.plot = f"{args.dataset}-curves.png"
-        if importlib.util.find_spec("matplotlib") is None:
-            print("(no plot of the curves: matplotlib is not installed; pip install matplotlib)")
-            args.plot = None
-    elif args.plot == "none":
-        args.plot = None
+    args.plot = plot_destination(args.plot, DEFAULT_PLOT, f"{args.dataset}-curves.png")
     for option, path in (("--save", args.save), ("--plot", args.plot)):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise CommandError(f"{option} {path}: the directory "
-                               f"{os.path.dirname(os.path.abspath(path))} does not exist")
-        if path and os.path.isdir(path):
-            raise CommandError(f"{option} {path}: a directory, not a file name")
-    if args.plot:
-        _matplotlib()  # fail before training, not after
+        check_output_path(option, path)
     backend, device = resolve_target(args.backend, args.device)
     limit_threads(backend, args.threads)
     train_host, test_host = load_dataset(args.dataset, args.data_dir, args.download)
@@ -104,7 +100,7 @@ def run(args) -> int:
     history = {"loss": [], "accuracy": []}
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        bar = _progress(len(train), f"epoch {epoch}/{args.epochs}", args.no_progress)
+        bar = progress_bar(len(train), f"epoch {epoch}/{args.epochs}", args.no_progress)
         total, seen = 0.0, 0
         for inputs, labels in batches:
             optimizer.zero_grad(set_to_none=True)  # backward then stores, no zero pass
@@ -138,7 +134,7 @@ def run(args) -> int:
 
 def plot_curves(history: dict, path: str, title: str) -> None:
     """Training loss and test accuracy per epoch, side by side, as a PNG."""
-    plt = _matplotlib()
+    plt = pyplot()
     epochs = np.arange(1, len(history["loss"]) + 1)
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     left.plot(epochs, history["loss"], marker="o")
@@ -149,46 +145,4 @@ def plot_curves(history: dict, path: str, title: str) -> None:
         axes.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
-    partial = f"{path}.partial-{os.getpid()}"  # atomic: an old plot is replaced only whole
-    try:
-        figure.savefig(partial, dpi=100, format="png")
-        os.replace(partial, path)
-    finally:
-        plt.close(figure)
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
-def _matplotlib():
-    try:
-        import matplotlib
-    except ImportError:
-        raise CommandError("--plot needs matplotlib, which is not installed; install it with: "
-                           "pip install matplotlib") from None
-    matplotlib.use("Agg")  # files only, no window
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, description: str, disabled: bool):
-    """A tqdm bar counting samples (so its rate is samples/s), or nothing without tqdm."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    if disabled:
-        return _NoBar()
-    return tqdm(total=total, desc=description, unit="sample", unit_scale=True, leave=False,
-                file=sys.stderr, dynamic_ncols=True)
+    save_figure(figure, path)

@@ -63,6 +63,8 @@ class Embedding(BaseLayer):
 
     def compute_forward(self, xp, inputs, feedbacks):
         ids = xp.reshape(inputs, (-1,))
+        if ids.dtype not in (xp.int32, xp.int64):  # uint8 ids, say: torch indexes with these two
+            ids = xp.astype(ids, xp.int64)
         outside = xp.count_nonzero((ids < 0) | (ids >= self.num_embeddings))
         if int(outside):  # one wait for the device; out-of-range ids are an error, not a clamp
             raise LabelError(f"{self.name}: expected ids in [0, {self.num_embeddings}), got "

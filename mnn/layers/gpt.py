@@ -155,7 +155,8 @@ class GPT(BaseLayer):
         self.eval()
         try:
             for step in range(n):
-                logits = self.forward(ids[:, -self.context:])[:, -1, :]
+                window = ids[:, max(ids.shape[1] - self.context, 0):]  # the last context
+                logits = self.forward(window)[:, -1, :]
                 if uniform is None:
                     uniform = where.backend.random_uniform((n, ids.shape[0]), seed, where.device,
                                                            logits.dtype)

@@ -213,7 +213,12 @@ def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
         n_in = int(np.prod(shape, dtype=np.int64))
         if n_in == 0:
             continue
-        if n_in <= full_jacobian_max and n_out <= full_jacobian_max:
+        if n_out == 0:  # no outputs (an empty batch): every gradient must be zero
+            exact = analytic_for(var, np.zeros(out_shape)).reshape(1, -1)
+            _compare(exact, np.zeros_like(exact), atol, rtol, where, var.label,
+                     lambda k, j, s=shape, v=var: f"{_what(v)} index {_unravel(j, s)} "
+                                                  f"(no outputs: the gradient must be zero)")
+        elif n_in <= full_jacobian_max and n_out <= full_jacobian_max:
             numeric = np.empty((n_out, n_in))
             for j in range(n_in):
                 direction = np.zeros(n_in)
