@@ -69,7 +69,8 @@ def add_arguments(parser) -> None:
                         help="sampling temperature (0.8; 0 takes the most likely character)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="sample from the k most likely characters only")
-    parser.add_argument("--prompt", default="\n", help="what samples start from (a newline)")
+    parser.add_argument("--prompt", default=None,
+                        help="what samples start from (default: the text's first character)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the initial weights, the windows and the samples (0)")
     parser.add_argument("--save", default=None, metavar="PATH",
@@ -94,7 +95,7 @@ def run(args) -> int:
     backend, device = resolve_target(args.backend, args.device)
     limit_threads(backend, args.threads)
     vocabulary = CharacterVocabulary(text)
-    prompt = vocabulary.encode(args.prompt)  # a character outside the text fails here
+    prompt = vocabulary.encode(text[0] if args.prompt is None else args.prompt)  # checked now
     tokens = vocabulary.encode(text)
     split = len(tokens) - max(args.context + 1, int(VALIDATION_SHARE * len(tokens)))
     if split < args.context + 1:
@@ -182,7 +183,7 @@ def _check_arguments(args) -> None:
         raise CommandError("--sample-length and --temperature must not be negative")
     if args.top_k is not None and args.top_k < 1:
         raise CommandError(f"--top-k must be at least 1, got {args.top_k}")
-    if not args.prompt:
+    if args.prompt == "":
         raise CommandError("--prompt must not be empty: samples continue from it")
 
 

@@ -28,7 +28,7 @@ class GPT(BaseLayer):
     ``GPT(vocab_size, context, d_model=128, heads=4, layers=4, hidden=None,
     dropout=0.0, bias=True, approximate="tanh")``. The parts, by parameter name:
     ``tokens`` (``Embedding(V, D)``), ``positions`` (``Embedding(context, D)``),
-    ``dropout``, ``blocks`` (``layers`` pre-norm ``TransformerBlock``\ s with the
+    ``dropout``, ``blocks`` (``layers`` pre-norm ``TransformerBlock`` blocks, with the
     causal mask), ``norm`` (the final ``LayerNorm``) and ``head`` (the LM head, a
     ``LinearLayer(D, V)`` without bias). Train it with the cross-entropy over
     (batch, time, vocab), the labels being the ids shifted by one position::
