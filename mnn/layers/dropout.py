@@ -74,7 +74,8 @@ class Dropout(BaseLayer):
         if self.p == 1.0:
             mask = xp.zeros_like(inputs)
         else:
-            seed = int(np.random.SeedSequence([self.seed, self.draws]).generate_state(1)[0])
+            # 31 bits: every library takes it (JAX without 64-bit integers too)
+            seed = int(np.random.SeedSequence([self.seed, self.draws]).generate_state(1)[0]) >> 1
             where = Placement.of(inputs)
             uniform = where.backend.random_uniform(inputs.shape, seed, where.device, inputs.dtype)
             mask = xp.astype(uniform >= self.p, inputs.dtype) * (1.0 / (1.0 - self.p))  # Eq. (1)
