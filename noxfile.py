@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -65,6 +67,23 @@ CELLS = [
     Cell("jax", "cpu", ("jax[cpu]",), ("jax:cpu",)),
 ]
 
+
+
+def _nvidia_gpu_absent() -> str | None:
+    """Why this machine has no NVIDIA GPU, or None if it has one: asked of the driver
+    before anything is installed, so a CPU-only machine downloads no CUDA wheels."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return None
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "no NVIDIA driver here (no /proc/driver/nvidia/gpus, no nvidia-smi)"
+    listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=60)
+    if listed.returncode == 0 and "GPU" in listed.stdout:
+        return None
+    return f"nvidia-smi -L lists no GPU ({(listed.stderr or listed.stdout).strip()[:200]})"
+
+
 # Runs the cell's probe; any exception means the device is absent. Prints one verdict line.
 PROBE = """import sys
 try: exec(sys.argv[1])
@@ -98,6 +117,8 @@ def tests(session: nox.Session, cell_id: str) -> None:
     """Run the test suite on one backend and device (MNN_TEST_TARGETS)."""
     # Parametrized by the id, a string: nox's --report (used by `matrix`) writes it as JSON.
     cell = next(cell for cell in CELLS if cell.id == cell_id)
+    if cell.cuda and (reason := _nvidia_gpu_absent()):
+        _absent(session, f"no usable {cell.device} device for {cell.backend}: {reason}")
     session.install(".[test]", *cell.extras)
     if cell.probe:
         output = session.run("python", "-c", PROBE, cell.probe, silent=True)
@@ -206,5 +227,5 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --quick`` for a smoke run. benchmarks/run.py unsets OPENBLAS_CORETYPE
     and OPENBLAS_L2_SIZE in its timing subprocesses only.
     """
-    session.install(".[torch]", "threadpoolctl", "matplotlib", "tinynn==0.1.1")
+    session.install(".[torch]", "matplotlib", "tinynn==0.1.1")
     session.run("python", "benchmarks/run.py", *session.posargs)

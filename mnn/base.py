@@ -337,32 +337,45 @@ class BaseLayer:
         if not isinstance(state_dict, Mapping):
             raise CheckpointError(f"{self.name}: expected a state dict (parameter name -> array), "
                                   f"got an object of type {type(state_dict).__name__}")
-        owners = {name: (layer, key) for name, layer, key in self.parameters()}
-        problems = [f"missing key {name!r}" for name in owners if name not in state_dict]
-        problems += [f"unexpected key {name!r}" for name in state_dict if name not in owners]
-        hosts = {}
+        hosts, problems = {}, []
         for name, value in state_dict.items():
-            if name not in owners:
-                continue
-            layer, key = owners[name]
             try:
-                host = backends.to_host(value)
+                hosts[name] = backends.to_host(value)
             except TypeError:
                 problems.append(f"{name!r} is not an array: got {describe(value)}")
-                continue
-            if tuple(host.shape) != tuple(layer.params[key].shape):
-                problems.append(f"shape mismatch for {name!r}: the checkpoint has "
-                                f"{tuple(host.shape)}, the model {tuple(layer.params[key].shape)}")
-            elif host.dtype.kind != "f":
-                problems.append(f"{name!r} is not floating point: got dtype {host.dtype}")
-            hosts[name] = host
-        if problems:
-            raise CheckpointError(f"{self.name}: the state dict does not fit the model "
-                                  f"({len(problems)} problems):\n  " + "\n  ".join(problems))
+        self.check_state({name: (tuple(host.shape), host.dtype) for name, host in hosts.items()},
+                         problems, not_arrays=set(state_dict) - set(hosts))
+        owners = {name: (layer, key) for name, layer, key in self.parameters()}
         for name, host in hosts.items():
             layer, key = owners[name]
             layer.params[key] = layer.placement.from_host(np.array(host))
         return self
+
+    def check_state(self, shapes: Mapping[str, tuple[tuple, Any]], problems: list[str] = (),
+                    not_arrays: set[str] = frozenset()) -> None:
+        """Raise one ``CheckpointError`` listing every way a state dict does not fit.
+
+        ``shapes`` maps each name to its ``(shape, numpy dtype)``: what ``load_weights``
+        sees of arrays, and what ``mnn.load`` reads from a file's header before it
+        reads (or allocates) any tensor. ``problems`` are found already;
+        ``not_arrays`` are names whose value was no array (reported in ``problems``).
+        """
+        expected = {name: tuple(layer.params[key].shape) for name, layer, key in self.parameters()}
+        problems = list(problems)
+        given = set(shapes) | set(not_arrays)
+        problems += [f"missing key {name!r}" for name in expected if name not in given]
+        problems += [f"unexpected key {name!r}" for name in given if name not in expected]
+        for name, (shape, dtype) in shapes.items():
+            if name not in expected:
+                continue
+            if tuple(shape) != expected[name]:
+                problems.append(f"shape mismatch for {name!r}: the checkpoint has "
+                                f"{tuple(shape)}, the model {expected[name]}")
+            elif np.dtype(dtype).kind != "f":
+                problems.append(f"{name!r} is not floating point: got dtype {dtype}")
+        if problems:
+            raise CheckpointError(f"{self.name}: the state dict does not fit the model "
+                                  f"({len(problems)} problems):\n  " + "\n  ".join(problems))
 
     # --- placement ---------------------------------------------------------------------
 

@@ -16,8 +16,20 @@ import time
 import numpy as np
 
 import mnn
-from mnn.cli.common import CommandError, limit_threads, load_dataset, predictions, resolve_target
+from mnn.cli.common import (
+    PLOT_SUFFIXES,
+    CommandError,
+    backend_help,
+    check_learning_rate,
+    check_output_path,
+    check_seed,
+    limit_threads,
+    load_dataset,
+    predictions,
+    resolve_target,
+)
 from mnn.data import Batches
+from mnn.files import atomic_file
 
 OPTIMIZERS = {"sgd": mnn.optim.SGD, "adam": mnn.optim.Adam, "adamw": mnn.optim.AdamW}
 N_CLASSES = 10
@@ -34,8 +46,7 @@ def add_arguments(parser) -> None:
                         help="directory with the MNIST IDX files (default: mnist-data)")
     parser.add_argument("--download", action="store_true",
                         help="download missing MNIST files into --data-dir (checksums checked)")
-    parser.add_argument("--backend", default="numpy",
-                        help="numpy (default), torch, cupy, jax or array_api_strict")
+    parser.add_argument("--backend", default="numpy", help=backend_help())
     parser.add_argument("--device", default=None,
                         help="cpu, cuda:0, ... (default: the backend's first device)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -50,10 +61,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--save", default=None, metavar="PATH",
                         help="write the trained model and optimizer to this .safetensors file "
                              "(atomically: an old file is replaced only by a complete new one)")
-    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="PNG",
-                        help="write the loss and accuracy curves to this PNG (needs matplotlib; "
-                             "default: <dataset>-curves.png when matplotlib is installed; "
-                             "--plot none: no plot)")
+    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="IMAGE",
+                        help="write the loss and accuracy curves to this image, .png, .svg, "
+                             ".pdf or .jpg (needs matplotlib; default: <dataset>-curves.png "
+                             "when matplotlib is installed; --plot none: no plot)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for NumPy's BLAS and PyTorch (1, fastest for small "
                              "networks; 0: the libraries' default)")
@@ -65,8 +76,8 @@ def run(args) -> int:
                         ("--hidden", args.hidden)):
         if value < 1:
             raise CommandError(f"{name} must be at least 1, got {value}")
-    if args.lr is not None and not args.lr > 0:
-        raise CommandError(f"--lr must be positive, got {args.lr}")
+    check_seed(args.seed)
+    check_learning_rate(args.lr)
     if args.plot == DEFAULT_PLOT:  # a plot when matplotlib can draw it, a note when not
         args.plot = f"{args.dataset}-curves.png"
         if importlib.util.find_spec("matplotlib") is None:
@@ -74,12 +85,8 @@ def run(args) -> int:
             args.plot = None
     elif args.plot == "none":
         args.plot = None
-    for option, path in (("--save", args.save), ("--plot", args.plot)):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise CommandError(f"{option} {path}: the directory "
-                               f"{os.path.dirname(os.path.abspath(path))} does not exist")
-        if path and os.path.isdir(path):
-            raise CommandError(f"{option} {path}: a directory, not a file name")
+    check_output_path("--save", args.save)
+    check_output_path("--plot", args.plot, PLOT_SUFFIXES)
     if args.plot:
         _matplotlib()  # fail before training, not after
     backend, device = resolve_target(args.backend, args.device)
@@ -137,7 +144,7 @@ def run(args) -> int:
 
 
 def plot_curves(history: dict, path: str, title: str) -> None:
-    """Training loss and test accuracy per epoch, side by side, as a PNG."""
+    """Training loss and test accuracy per epoch, side by side, as an image (by its suffix)."""
     plt = _matplotlib()
     epochs = np.arange(1, len(history["loss"]) + 1)
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -149,14 +156,11 @@ def plot_curves(history: dict, path: str, title: str) -> None:
         axes.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
-    partial = f"{path}.partial-{os.getpid()}"  # atomic: an old plot is replaced only whole
     try:
-        figure.savefig(partial, dpi=100, format="png")
-        os.replace(partial, path)
+        with atomic_file(path) as file:  # an old plot is replaced only by a whole new one
+            figure.savefig(file, dpi=100, format=os.path.splitext(path)[1].lstrip(".").lower())
     finally:
         plt.close(figure)
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 def _matplotlib():

@@ -17,7 +17,7 @@ import math
 
 import array_api_compat
 
-from mnn import backends
+from mnn.backends import Placement
 from mnn.data.dataset import Dataset
 from mnn.initializers import host_generator
 
@@ -44,8 +44,7 @@ class Batches:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = host_generator(rng)
         self.xp = array_api_compat.array_namespace(inputs, labels)
-        self.backend = backends.for_array(inputs)
-        self.device = array_api_compat.device(inputs)
+        self.placement = Placement.of(inputs)
 
     @property
     def n_samples(self) -> int:
@@ -59,9 +58,9 @@ class Batches:
     def __iter__(self):
         n, xp = self.n_samples, self.xp
         if self.shuffle:  # drawn on the host: the same order on every backend
-            order = self.backend.from_host(self.generator.permutation(n), self.device, xp.int64)
+            order = self.placement.from_host(self.generator.permutation(n), "int64")
         else:
-            order = xp.arange(n, dtype=xp.int64, device=self.device)
+            order = xp.arange(n, dtype=xp.int64, device=self.placement.device)
         for b in range(len(self)):
             indices = order[b * self.batch_size:min((b + 1) * self.batch_size, n)]
             yield xp.take(self.inputs, indices, axis=0), xp.take(self.labels, indices, axis=0)
