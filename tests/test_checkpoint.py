@@ -12,6 +12,7 @@ from safetensors.numpy import load_file, save_file
 import mnn
 import mnn.checkpoint
 import mnn.files
+import mnn.registry
 from mnn.optim import SGD, Adam, AdamW
 
 
@@ -542,3 +543,37 @@ def test_a_save_killed_by_sigkill_leaves_a_temporary_file_that_the_next_save_rem
     assert_same_state(host_state(mnn.load(path)), host_state(classifier(seed=1)))  # untouched
     mnn.save(classifier(seed=3), path)
     assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_layer_registered_through_an_entry_point_is_rebuilt(tmp_path, monkeypatch):
+    """A package declares its layer in the group mnn.layers; mnn.load imports it by that
+    declaration when a checkpoint names the type, and no sooner."""
+    import sys
+    import textwrap
+
+    module = "mnn_fake_layers_package"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        import mnn
+
+        class Doubler(mnn.BaseLayer):
+            def compute_forward(self, xp, inputs, feedbacks):
+                return 2 * inputs
+
+            def compute_backward(self, xp, gradients):
+                return 2 * gradients
+    """))
+    info = tmp_path / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[mnn.layers]\nDoubler = {module}:Doubler\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(mnn.registry.LAYERS, "_classes", dict(mnn.registry.LAYERS._classes))
+    path = tmp_path / "net.safetensors"
+    config = {"type": "SequentialLayers", "args": {"layers": [
+        mnn.LinearLayer(2, 2).config(), {"type": "Doubler", "args": {}}]}}
+    raw_safetensors(path, {"0.w": ("F64", (2, 2)), "0.b": ("F64", (2,))}, mnn_metadata(config))
+    assert module not in sys.modules
+    net = mnn.load(path)
+    assert type(net[1]).__name__ == "Doubler" and module in sys.modules
+    np.testing.assert_array_equal(net.predict(np.ones((1, 2))), np.zeros((1, 2)))
