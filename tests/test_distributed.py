@@ -26,6 +26,7 @@ import pytest
 import mnn
 from mnn.data import Batches, load_digits
 
+pytestmark = pytest.mark.distributed
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="torch is not installed: torch.distributed is the "
                                         "engine of mnn.distributed")

@@ -21,6 +21,7 @@ import pytest
 import mnn
 from mnn.cli import parser, train
 
+pytestmark = pytest.mark.distributed
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="torch is not installed: torch.distributed is the "
                                         "engine of mnn train --nproc")
