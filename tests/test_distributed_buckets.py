@@ -69,18 +69,18 @@ def test_unpacked_arrays_are_views_of_the_kept_bucket_where_arrays_are_writable(
 
 
 @needs_torch
-def test_torch_views_share_memory_and_copies_come_back(target):
+def test_the_tensor_is_a_view_where_the_adapter_has_one_else_a_copy(target):
     import torch
 
     bucket = Bucket(target.placement, SHAPES, presence=False)
     arrays = [target.asarray(np.ones(shape)) for shape in SHAPES]
-    flat = bucket.pack(arrays)
-    tensor, shared = bucket.to_torch(flat)
+    tensor = bucket.tensor_of(arrays)
     assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64
-    assert shared == (target.backend.name in ("numpy", "torch", "cupy"))
     tensor.mul_(3.0)  # what a collective does: writes its result into the tensor
-    result = bucket.from_torch(tensor, flat, shared)
-    assert (result is flat) == shared, "a view needs no copy back"
-    np.testing.assert_array_equal(target.to_host(result), 3.0)
-    if not shared:  # a copy leaves flat alone
-        np.testing.assert_array_equal(target.to_host(flat), 1.0)
+    shared = target.backend.name in ("numpy", "torch", "cupy")  # DLPack; JAX, strict copy
+    if bucket.buffer is not None:
+        np.testing.assert_array_equal(target.to_host(bucket.buffer), 3.0 if shared else 1.0)
+    for got, shape in zip(bucket.arrays_of(tensor), SHAPES, strict=True):
+        np.testing.assert_array_equal(target.to_host(got), np.full(shape, 3.0))
+    if not shared:
+        assert target.backend.torch_view(arrays[0]) is None

@@ -57,6 +57,7 @@ class Bucket:
         self.buffer = None  # made by the first pack, for libraries with writable arrays
         self._writable: bool | None = None
         self._buffer_view = None  # torch's view of the buffer, made once
+        self._sent: tuple = ()  # what arrays_of needs of the last tensor_of
         self._views: list = [None] * len(self.shapes)  # what the last unpack handed out
         self._flags: dict[tuple[bool, ...], object] = {}  # presence patterns, on the device
 
@@ -85,23 +86,30 @@ class Bucket:
             self.buffer[self.size:] = self._flag_array(present)
         return self.buffer
 
-    def to_torch(self, flat):
-        """``(tensor, shared)``: ``flat`` as a torch tensor on its own memory where the adapter
-        has a view (``shared``), else a host copy (JAX, array-api-strict)."""
+    def tensor_of(self, arrays: Sequence):
+        """``arrays`` packed (``pack``) as the torch tensor a collective works on: a view of
+        the bucket where the adapter has one (``torch_view``), else a host copy. The
+        collective's result comes back with ``arrays_of``."""
+        flat = self.pack(arrays)
         if flat is self.buffer and self._buffer_view is not None:
-            return self._buffer_view, True
-        view = self.placement.backend.torch_view(flat)
-        if view is None:
+            tensor = self._buffer_view
+        else:
+            tensor = self.placement.backend.torch_view(flat)
+            if flat is self.buffer:
+                self._buffer_view = tensor
+        shared = tensor is not None
+        if not shared:  # JAX, array-api-strict: a copy on the host
             torch = importlib.import_module("torch")
-            return torch.from_numpy(np.array(self.placement.to_host(flat), copy=True)), False
-        if flat is self.buffer:
-            self._buffer_view = view
-        return view, True
+            tensor = torch.from_numpy(np.array(self.placement.to_host(flat), copy=True))
+        self._sent = (flat, shared, [array is not None for array in arrays])
+        return tensor
 
-    def from_torch(self, tensor, flat, shared: bool):
-        """The collective's result at the bucket's placement: ``flat`` itself when ``tensor``
-        is a view of it, else a copy of the host tensor."""
-        return flat if shared else self.placement.from_host(tensor.numpy())
+    def arrays_of(self, tensor) -> list:
+        """The arrays of ``tensor``, the result of a collective on ``tensor_of``'s tensor, at
+        the bucket's placement: views of the bucket (``unpack``), copied back only where
+        ``tensor`` was a copy."""
+        flat, shared, had = self._sent
+        return self.unpack(flat if shared else self.placement.from_host(tensor.numpy()), had)
 
     def unpack(self, flat, had: Sequence[bool] | None = None) -> list:
         """The arrays of ``flat`` as views of it; with presence flags, ``None`` where no rank

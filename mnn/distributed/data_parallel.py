@@ -115,18 +115,13 @@ class DistributedDataParallel:
         with collective("averaging the gradients") as job:
             pending = []
             for bucket, indices in self._buckets:  # each on the wire while the next is packed
-                grads = [order[i][1].grads[order[i][2]] for i in indices]
-                flat = bucket.pack(grads)
-                tensor, shared = bucket.to_torch(flat)
-                work = dist.all_reduce(tensor, async_op=True)
-                pending.append((bucket, indices, grads, flat, tensor, shared, work))
-            for bucket, indices, grads, flat, tensor, shared, work in pending:
+                tensor = bucket.tensor_of([order[i][1].grads[order[i][2]] for i in indices])
+                pending.append((bucket, indices, tensor, dist.all_reduce(tensor, async_op=True)))
+            for bucket, indices, tensor, work in pending:
                 work.wait()
                 if job.world_size > 1:
                     tensor.div_(job.world_size)  # Eq. (1): the sum over ranks / W
-                result = bucket.from_torch(tensor, flat, shared)
-                averaged = bucket.unpack(result, [grad is not None for grad in grads])
-                for i, grad in zip(indices, averaged, strict=True):
+                for i, grad in zip(indices, bucket.arrays_of(tensor), strict=True):
                     _, layer, key = order[i]
                     layer.grads[key] = grad
 
@@ -140,11 +135,9 @@ def broadcast_parameters(model: BaseLayer, src: int = 0,
     dist = torch_distributed()
     with collective("broadcasting the parameters"):
         for bucket, indices in plan(layout, bucket_cap_mb * 2**20, presence=False):
-            flat = bucket.pack([entries[i][1].params[entries[i][2]] for i in indices])
-            tensor, shared = bucket.to_torch(flat)
+            tensor = bucket.tensor_of([entries[i][1].params[entries[i][2]] for i in indices])
             dist.broadcast(tensor, src=src)
-            values = bucket.unpack(bucket.from_torch(tensor, flat, shared))
-            for i, value in zip(indices, values, strict=True):
+            for i, value in zip(indices, bucket.arrays_of(tensor), strict=True):
                 _, layer, key = entries[i]
                 layer.params[key] = value
 
