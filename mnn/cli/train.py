@@ -115,7 +115,11 @@ def launch_ranks(args) -> int:
     check_output_path("--save", args.save)
     if args.plot not in (DEFAULT_PLOT, "none"):
         check_output_path("--plot", args.plot, PLOT_SUFFIXES)
-    resolve_target(args.backend, args.device)
+    backend, device = resolve_target(args.backend, args.device)
+    gpus = [name for name in backend.devices() if name.startswith("cuda")]
+    if device.startswith("cuda") and args.nproc > len(gpus):
+        raise CommandError(f"--nproc {args.nproc} on {device}: each rank takes a GPU of its own "
+                           f"(rank r takes cuda:r), and {len(gpus)} are present")
     distributed.launch([sys.executable, "-m", "mnn", *rank_argv(args)], args.nproc)
     return 0
 
@@ -125,7 +129,7 @@ def rank_argv(args) -> list[str]:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     argv = ["train"]
-    for action in parser._actions:
+    for action in parser._actions:  # argparse keeps no public list of a parser's options
         value = getattr(args, action.dest, None)
         if not action.option_strings or action.dest in ("help", "nproc") or value is None:
             continue

@@ -102,6 +102,9 @@ def init_process_group(timeout_s: float = DEFAULT_TIMEOUT_S, backend: str | None
                                f"--nproc N), which sets them")
     if not timeout_s > 0:
         raise ValueError(f"init_process_group: timeout_s must be positive, got {timeout_s}")
+    if torch_distributed().is_initialized():
+        raise DistributedError("init_process_group: this process has joined a job already; "
+                               "call destroy_process_group() first")
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     backend = backend or default_backend()
     local_rank, torch = int(os.environ["LOCAL_RANK"]), importlib.import_module("torch")
