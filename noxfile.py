@@ -55,7 +55,9 @@ class Cell:
 
 
 CELLS = [
-    Cell("numpy", "cpu", (), ("numpy:cpu",)),
+    # torch too: torch.distributed is the engine of mnn.distributed, whose tests with real
+    # processes (tests/test_distributed*.py) run here on NumPy arrays.
+    Cell("numpy", "cpu", (TORCH,), ("numpy:cpu",)),
     # CPU_DEVICE plus the two fake devices: device propagation is tested without a GPU.
     Cell("array_api_strict", "cpu", (),
          ("array_api_strict:CPU_DEVICE", "array_api_strict:device1", "array_api_strict:device2")),

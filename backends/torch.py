@@ -67,6 +67,9 @@ class TorchBackend(Backend):
     def add_scaled(self, target, alpha, source):
         return target.add_(source, alpha=alpha)  # one fused pass, as torch.optim.SGD does
 
+    def torch_view(self, array):
+        return array  # already a tensor
+
 
 def _allocates(torch, name: str) -> bool:
     try:
