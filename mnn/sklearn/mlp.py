@@ -207,13 +207,10 @@ class BaseMLP(BaseEstimator):
     def _initialize(self, sizes: list[int], generator: np.random.Generator) -> None:
         """A fresh network (host float64 weights until the first forward) and optimizer."""
         layers: list[BaseLayer] = []
-        relu = self.activation == "relu"
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            hidden = i < len(sizes) - 2
-            # He for layers followed by ReLU, Glorot for the rest (see mnn.initializers)
-            layers.append(LinearLayer(n_in, n_out, init="he" if hidden and relu else "glorot",
-                                      rng=generator))
-            if hidden and relu:
+            # Glorot-uniform weights, as scikit-learn draws them (it does for ReLU too)
+            layers.append(LinearLayer(n_in, n_out, init="glorot", rng=generator))
+            if i < len(sizes) - 2 and self.activation == "relu":
                 layers.append(ReluLayer())
         self.network_ = SequentialLayers(layers)
         self.network_.input_grad = False  # the inputs are data: skip their gradient
@@ -293,7 +290,7 @@ class BaseMLP(BaseEstimator):
         for layer in self._linear_layers():
             w = layer.params["w"]
             layer.grads["w"] = layer.placement.backend.add_scaled(layer.grads["w"], scale, w)
-            squares = squares + xp.sum(w * w)
+            squares = squares + xp.tensordot(w, w, axes=2)  # sum of squares: no temporary
         return squares * (scale / 2)  # Eq. (1), second term
 
     def _count_no_improvement(self, validation_score: float | None) -> bool:
