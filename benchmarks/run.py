@@ -56,6 +56,7 @@ def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
                  for b in (1, 64, 1024)]
     runs += [["benchmarks.softmax_memory", "--op", op, "--n", str(n)]
              for op in ("softmax", "log-softmax") for n in (10, 1024, 32768)]
+    runs.append(["benchmarks.sklearn_digits"])  # mnn.sklearn beside scikit-learn: whole fits
     return runs
 
 
@@ -145,6 +146,8 @@ def write_markdown(report: dict, path: Path) -> None:
         if pairs:
             shown = "; ".join(f"{k} = {v:.2f}x" for k, v in pairs.items())
             lines += ["", f"Ratios of medians: {shown}"]
+        if comparison.get("notes"):  # what a comparison measured besides time
+            lines += ["", *comparison["notes"]]
         load = comparison["machine"].get("load_average_1_5_15min")
         lines += ["", f"BLAS in this process: {blas_line(comparison['machine'])}; load average "
                   f"at the end: {', '.join(f'{x:.2f}' for x in load) if load else 'unknown'}", ""]

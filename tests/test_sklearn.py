@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -20,6 +21,7 @@ from unittest import SkipTest
 
 import numpy as np
 import pytest
+from helpers import import_benchmark
 
 # scikit-learn's array API dispatch refuses to start unless SciPy saw this before its import.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
@@ -432,3 +434,25 @@ def test_float32_data_trains_in_float32():
     model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(x.astype(np.float32), y)
     assert model.coefs_[0].dtype == np.float32
     assert model.predict_proba(x).dtype == np.float32  # float64 X is cast to the network's
+
+
+def test_digits_benchmark_runs_beside_scikit_learn_and_reports_both(tmp_path):
+    """benchmarks/sklearn_digits.py, in benchmarks/run.py's full run; here a tiny run of it."""
+    bench, run = import_benchmark("sklearn_digits"), import_benchmark("run")
+    assert ["benchmarks.sklearn_digits"] in run.comparisons(quick=False, gpu=False)
+    out = tmp_path / "digits.json"
+    bench.main(["--repeats", "2", "--warmup", "0", "--max-iter", "3", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert [r["name"] for r in report["results"]] == ["scikit-learn", "mnn.sklearn"]
+    for result in report["results"]:
+        assert result["median_ms"] > 0 and result["ratio"] > 0
+        assert result["epochs"] == [3, 3, 3]  # the calibrating fit and two timed ones
+        assert all(0 < a <= 100 for a in result["accuracy_percent"])
+    ours, theirs = report["results"][1], report["results"][0]
+    assert report["accuracy_difference_points"] == pytest.approx(
+        ours["mean_accuracy_percent"] - theirs["mean_accuracy_percent"])
+    markdown = tmp_path / "benchmarks.md"
+    run.write_markdown({"command": "python benchmarks/run.py", "date": "today",
+                        "environment": {}, "comparisons": [report]}, markdown)
+    text = markdown.read_text()
+    assert "| mnn.sklearn |" in text and report["notes"][0] in text
