@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import array_api_compat
 import numpy as np
@@ -109,6 +109,13 @@ class BaseMLP(BaseEstimator):
     (epochs of the last call), ``t_`` (samples seen), ``n_layers_``, ``n_outputs_``,
     ``n_features_in_`` and ``feature_names_in_``.
     """
+
+    network_: SequentialLayers
+    loss_curve_: list[float]
+    optimizer_: Any  # an mnn.optim.Adam or SGD; the schedules set its lr
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
+    best_loss_: float | None
 
     def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *,
                  solver: str = "adam", alpha: float = 1e-4, batch_size: int | str = "auto",
@@ -228,7 +235,7 @@ class BaseMLP(BaseEstimator):
             self.validation_scores_, self.best_validation_score_ = [], -math.inf
             self.best_loss_ = None
         else:
-            self.validation_scores_ = self.best_validation_score_ = None
+            self.validation_scores_, self.best_validation_score_ = None, None
             self.best_loss_ = math.inf
 
     def _run_epochs(self, X, targets, generator: np.random.Generator, incremental: bool) -> None:
@@ -251,13 +258,12 @@ class BaseMLP(BaseEstimator):
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            if self.early_stopping:
-                if self._count_no_improvement(self._validation_score(
-                        self.network_(X_val), targets_val)):
-                    best_weights = {name: xp.asarray(w, copy=True)
-                                    for name, w in self.network_.state_dict().items()}
-            else:
-                self._count_no_improvement(None)
+            if not self.early_stopping:
+                self._count_no_improvement()
+            elif self._record_validation_score(self._validation_score(self.network_(X_val),
+                                                                       targets_val)):
+                best_weights = {name: xp.asarray(w, copy=True)
+                                for name, w in self.network_.state_dict().items()}
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 self.optimizer_.lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change and self._stop_or_slow_down():
@@ -293,22 +299,24 @@ class BaseMLP(BaseEstimator):
             squares = squares + xp.tensordot(w, w, axes=2)  # sum of squares: no temporary
         return squares * (scale / 2)  # Eq. (1), second term
 
-    def _count_no_improvement(self, validation_score: float | None) -> bool:
-        """scikit-learn's bookkeeping after an epoch; True when the validation score is the
-        best so far (its weights are the ones to keep)."""
-        if validation_score is None:
-            last = self.loss_curve_[-1]
-            improved = last <= self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, last)
-            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-            return False
-        self.validation_scores_.append(validation_score)
-        if self.verbose:
-            print(f"Validation score: {validation_score:f}")
-        improved = validation_score >= self.best_validation_score_ + self.tol
+    def _count_no_improvement(self) -> None:
+        """Without early stopping, the training loss decides (scikit-learn's rule)."""
+        last, best = self.loss_curve_[-1], cast(float, self.best_loss_)
+        improved = last <= best - self.tol
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if validation_score > self.best_validation_score_:
-            self.best_validation_score_ = validation_score
+        self.best_loss_ = min(best, last)
+
+    def _record_validation_score(self, score: float) -> bool:
+        """With early stopping, the validation score decides; True when it is the best so
+        far (its weights are the ones to keep)."""
+        cast(list, self.validation_scores_).append(score)
+        if self.verbose:
+            print(f"Validation score: {score:f}")
+        best = cast(float, self.best_validation_score_)
+        improved = score >= best + self.tol
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        if score > best:
+            self.best_validation_score_ = score
             return True
         return False
 
@@ -348,10 +356,11 @@ class BaseMLP(BaseEstimator):
     def _batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
             return min(200, n_samples)
-        if self.batch_size > n_samples:
-            warnings.warn(f"{self._name}: batch_size={self.batch_size} is larger than the "
-                          f"{n_samples} samples; it is clipped to {n_samples}.", stacklevel=5)
-        return int(min(self.batch_size, n_samples))
+        size = int(self.batch_size)
+        if size > n_samples:
+            warnings.warn(f"{self._name}: batch_size={size} is larger than the {n_samples} "
+                          f"samples; it is clipped to {n_samples}.", stacklevel=5)
+        return min(size, n_samples)
 
     def _check_finite(self) -> None:
         for name, w in self.network_.state_dict().items():
@@ -483,11 +492,12 @@ def _in_interval(owner: str, name: str, value, low: float, high: float, closed: 
             or math.isnan(value)):
         raise ValueError(f"{owner}: expected {name} to be a real number in {interval}, "
                          f"got {value!r}")
-    above = value >= low if closed[0] == "[" else value > low
-    below = value <= high if closed[1] == "]" else value < high
+    number = float(value)
+    above = number >= low if closed[0] == "[" else number > low
+    below = number <= high if closed[1] == "]" else number < high
     if not (above and below):
         raise ValueError(f"{owner}: expected {name} in {interval}, got {value!r}")
-    return float(value)
+    return number
 
 
 def _floating(X):
@@ -530,7 +540,7 @@ def _snapshot(network: SequentialLayers, optimizer: optim.Optimizer) -> dict:
 def _restore(snapshot: dict) -> tuple[SequentialLayers, optim.Optimizer]:
     """``_snapshot``'s network and optimizer, rebuilt where they lived."""
     with skip_init():  # placeholders: load_weights fills them
-        network = build(snapshot["config"])
+        network = cast(SequentialLayers, build(snapshot["config"]))
     network.load_weights(snapshot["weights"])
     backend, device, dtype = snapshot["placement"]
     network.to(xp=backend, device=device, dtype=dtype)

@@ -2,6 +2,7 @@ r"""``MLPRegressor``: scikit-learn's multi-layer perceptron regressor, made of m
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -92,4 +93,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return loss * scale, loss_layer.backward() * scale  # Eqs. (1) and (2)
 
     def _validation_score(self, outputs, targets) -> float:
+        xp = array_api_compat.array_namespace(outputs)
+        if not bool(xp.all(xp.isfinite(outputs))):  # r2_score refuses them; scikit-learn: nan
+            return math.nan
         return float(r2_score(targets, outputs))
