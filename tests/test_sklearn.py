@@ -161,6 +161,8 @@ def test_mixed_namespaces_follow_x(where):
         model.partial_fit(where.from_host(x), where.from_host(y))
         assert _same_placement(model.classes_, where)
         assert _same_placement(model.predict(where.from_host(x)), where)
+        with pytest.raises(ValueError, match=r"y has classes not in classes_ \[0, 1, 2\]: \[7\]"):
+            model.partial_fit(where.from_host(x[:3]), where.from_host(np.array([0, 7, 1])))
 
 
 def test_predicting_on_another_namespace_names_both(where):

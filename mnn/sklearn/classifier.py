@@ -151,9 +151,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         codes = xp.searchsorted(self.classes_, y)
         found = xp.take(self.classes_, xp.clip(codes, 0, n_classes - 1), axis=0) == y
         if not bool(xp.all(found)):
-            unseen = xp.unique_values(y[~found])
+            unseen = np.unique(to_host(y)[~to_host(found)])
             raise ValueError(f"{self._name}: y has classes not in classes_ "
-                             f"{_listed(self.classes_)}: {_listed(unseen)}")
+                             f"{_listed(self.classes_)}: {unseen.tolist()}")
         return codes
 
     def _loss_layer(self) -> CrossEntropyLossLayer:
