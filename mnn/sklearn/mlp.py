@@ -296,7 +296,8 @@ class BaseMLP(BaseEstimator):
         for layer in self._linear_layers():
             w = layer.params["w"]
             layer.grads["w"] = layer.placement.backend.add_scaled(layer.grads["w"], scale, w)
-            squares = squares + xp.tensordot(w, w, axes=2)  # sum of squares: no temporary
+            flat = xp.reshape(w, (-1,))  # a view: the sum of squares is one dot product
+            squares = squares + flat @ flat
         return squares * (scale / 2)  # Eq. (1), second term
 
     def _count_no_improvement(self) -> None:
