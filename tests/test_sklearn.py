@@ -21,7 +21,7 @@ from unittest import SkipTest
 
 import numpy as np
 import pytest
-from helpers import import_benchmark
+from helpers import ROOT, import_benchmark
 
 # scikit-learn's array API dispatch refuses to start unless SciPy saw this before its import.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
@@ -63,6 +63,16 @@ def test_scikit_learn_estimator_check(estimator, check):
         assert ABSENT.search(str(skip)), f"skipped for a reason other than an absent " \
                                          f"device or library: {skip}"
         pytest.skip(str(skip))
+
+
+def test_the_guide_lists_the_expected_failures():
+    """docs/sklearn.md says which checks are expected to fail, and why: this list."""
+    guide = " ".join((ROOT / "docs" / "sklearn.md").read_text(encoding="utf-8").split())
+    listed = {(name, check, reason) for name, checks in EXPECTED_FAILED_CHECKS.items()
+              for check, reason in checks.items()}
+    for name, check, reason in listed:
+        assert f"| {name} | `{check}` | {reason} |" in guide
+    assert ("none is expected to fail" in guide) == (not listed)
 
 
 # --- array API dispatch ---------------------------------------------------------------
