@@ -229,5 +229,5 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --quick`` for a smoke run. benchmarks/run.py unsets OPENBLAS_CORETYPE
     and OPENBLAS_L2_SIZE in its timing subprocesses only.
     """
-    session.install(".[torch]", "matplotlib", "tinynn==0.1.1")
+    session.install(".[torch,sklearn]", "matplotlib", "tinynn==0.1.1")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -57,6 +57,7 @@ def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
     runs += [["benchmarks.softmax_memory", "--op", op, "--n", str(n)]
              for op in ("softmax", "log-softmax") for n in (10, 1024, 32768)]
     runs += [["benchmarks.distributed", "--batch", str(b)] for b in (64, 1024)]
+    runs.append(["benchmarks.sklearn_digits"])  # mnn.sklearn beside scikit-learn: whole fits
     return runs
 
 
