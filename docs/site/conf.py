@@ -46,4 +46,5 @@ html_title = f"mnn {release}"
 html_show_sphinx = False
 html_last_updated_fmt = None
 html_static_path = ["_static"]
+html_css_files = ["math.css"]
 html_favicon = "_static/favicon.svg"  # without one, every browser asks for a missing /favicon.ico
