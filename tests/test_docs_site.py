@@ -225,7 +225,8 @@ def test_the_pages_show_as_many_formulas_as_the_sources_hold(report):
 
 def test_no_link_is_broken(report):
     assert not report.links, "\n".join(report.links)
-    assert report.external, "the site links to no other site at all? (the check saw no links)"
+    unlinked = [path for path, page in report.pages.items() if not page.links]
+    assert not unlinked, f"pages where the check saw no link at all (not even the menu): {unlinked}"
 
 
 def test_nothing_is_loaded_from_outside_and_nothing_fails_to_load(report):
@@ -251,19 +252,34 @@ and a picture that is not there: <img src="gone.png" alt="gone">
 """
 
 
-def test_the_checks_fail_on_a_page_with_a_broken_formula(tmp_path):
-    if why := _sphinx_missing() or sitecheck.chromium_missing():
-        pytest.skip(why)
+def small_site(tmp_path: Path, page: str, conf: str = "") -> subprocess.CompletedProcess:
+    """Build a one-page site (index.md) with the site's math, Markdown and theme settings."""
     source = tmp_path / "source"
     source.mkdir()
-    (source / "index.md").write_text(BROKEN_PAGE, encoding="utf-8")
+    (source / "index.md").write_text(page, encoding="utf-8")
     (source / "conf.py").write_text(
         "import sys\n"
         f"sys.path.insert(0, {str(SITE_SOURCES)!r})\n"
-        "# The site's own settings for math and Markdown, and its theme.\n"
         "from conf import html_theme, myst_enable_extensions, myst_fence_as_directive\n"
-        "extensions = ['myst_parser', 'offline_math']\n", encoding="utf-8")
-    built = build(source, tmp_path / "out", "-q")
+        "extensions = ['myst_parser', 'offline_math']\n" + conf, encoding="utf-8")
+    return build(source, tmp_path / "out", "-q")
+
+
+def test_a_mathjax_path_in_conf_cannot_bring_the_cdn_back(tmp_path):
+    if why := _sphinx_missing():
+        pytest.skip(why)
+    cdn = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
+    built = small_site(tmp_path, "# Math\n\n$x$\n", f"mathjax_path = {cdn!r}\n")
+    assert built.returncode == 0, built.stdout + built.stderr
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert '<script defer="defer" src="_static/mathjax/tex-chtml.js"></script>' in page
+    assert "cdn.jsdelivr" not in page
+
+
+def test_the_checks_fail_on_a_page_with_a_broken_formula(tmp_path):
+    if why := _sphinx_missing() or sitecheck.chromium_missing():
+        pytest.skip(why)
+    built = small_site(tmp_path, BROKEN_PAGE)
     assert built.returncode == 0, built.stdout + built.stderr
 
     found = sitecheck.check(tmp_path / "out", ["index.html"])
