@@ -101,8 +101,9 @@ def test_rest_formulas_counts_directives_and_roles_not_literal_blocks():
 def test_markdown_formulas_counts_github_math_outside_code():
     text = (r"Inline $a_j$ and $x \in \mathbb{R}^n$, costs \$5 and 5$, and `$HOME` stays code."
             "\n\n$$\ny = x\n$$\n\n```math\nz = 2\n```\n\n```python\nprint('$x$')\n```\n"
-            "<!-- $hidden$ -->\nA sum $$s$$ inline.\n")
-    assert formulas.markdown_formulas(text) == 5
+            "<!-- $hidden$ -->\nA sum $$s$$ inline, and MyST's {math}`r`.\n\n"
+            "```{math}\nq = 1\n```\n")
+    assert formulas.markdown_formulas(text) == 7
 
 
 def test_githubs_backquoted_inline_math_is_refused():

@@ -10,7 +10,8 @@ A formula is what MathJax typesets as one piece (one ``mjx-container`` in the pa
 * in a Markdown guide (GitHub's syntaxes, which the site's MyST settings accept): one
   fenced block whose language is ``math``, one ``$$...$$`` and one ``$...$``; not inside
   code (fenced blocks, inline code spans) and not an escaped ``\$``. GitHub's third
-  form, ``$`...`$``, is refused with an error: MyST would render the backquotes.
+  form, ``$`...`$``, is refused with an error: MyST would render the backquotes. MyST's
+  own forms count too: a ``{math}`` fence or role.
 
 The docstrings counted are those of the package's public objects (no name along the
 way starts with ``_``), read with ``ast`` from ``mnn/`` and ``backends/`` (installed
@@ -72,7 +73,7 @@ def markdown_formulas(text: str, name: str = "Markdown") -> int:
         opening = _FENCE.match(line)
         if fence is None and opening:
             fence = opening.group(1)
-            count += opening.group(2) == "math"
+            count += opening.group(2) in ("math", "{math}")
             prose.append("")  # a fence ends a paragraph
         elif fence is not None:
             stripped = line.strip()
@@ -84,6 +85,7 @@ def markdown_formulas(text: str, name: str = "Markdown") -> int:
         if "$`" in paragraph:
             raise ValueError(f"{name}: $`...`$ (GitHub's other inline math) does not render on "
                              f"the site, write $...$: {paragraph.strip()[:80]!r}")
+        count += paragraph.count("{math}`")
         paragraph = _CODE_SPAN.sub(" ", paragraph).replace("\\$", " ")
         count += len(_DISPLAY.findall(paragraph))
         count += len(_INLINE.findall(_DISPLAY.sub(" ", paragraph)))
