@@ -12,6 +12,8 @@ lives here, as methods an adapter overrides where its library differs:
   standard has no function for;
 * ``add_scaled``: ``target += alpha * source`` (the gradient descent update) in
   place and in one pass where the library can; the standard needs two passes;
+* ``transpose_matmul``: ``left.T @ right`` (a weight gradient), where the
+  standard's way is slow on a library (NumPy at batch 1);
 * ``enable_float64``: what the library needs before it computes in 64 bits (JAX).
 """
 
@@ -153,8 +155,19 @@ class Backend:
         Returns the result: ``target`` itself, or a new array where arrays are
         immutable (JAX).
         """
-        target += alpha * source
+        target += source if alpha == 1.0 else alpha * source  # alpha 1: no temporary
         return target
+
+    def transpose_matmul(self, left, right):
+        r"""``left.T @ right`` for 2-D arrays: :math:`\sum_i l_{ik} r_{ij}`, a sum over rows.
+
+        The weight gradient of a linear layer (``g.T @ x``, summed over the batch).
+        The default is the standard's ``tensordot`` over axis 0; NumPy overrides it
+        (its ``matmul`` is ten times slower than ``dot`` when the summed axis has
+        length 1, at batch 1).
+        """
+        xp = array_api_compat.array_namespace(left, right)
+        return xp.tensordot(left, right, axes=([0], [0]))
 
     def __repr__(self) -> str:
         return f"<mnn backend {self.name!r}>"

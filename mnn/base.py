@@ -36,7 +36,8 @@ import numpy as np
 from mnn import backends
 from mnn.backends import Placement, dtype_name
 from mnn.checks import (
-    check_labels,
+    check_label_dtype,
+    check_label_shape,
     check_same_placement,
     check_same_shape,
     check_shape,
@@ -88,6 +89,8 @@ class BaseLayer:
         self.sublayers: dict[str, BaseLayer] = {}
         self.args: dict[str, Any] = {}  # constructor arguments, for config() and checkpoints
         self.placement: Placement = HOST
+        #: The ``SGD(..., fused=True)`` that updates this layer's parameters in backward.
+        self.fused_sgd: Any = None
         self._placed = False  # set by the first forward (or by to())
         self._input_kind = "real floating"
         self._input_rank: tuple[int, int | None] = (0, None)
@@ -95,6 +98,7 @@ class BaseLayer:
         self._feedbacks: str | None = None
         self._class_axis = 1
         self._seen: tuple | None = None  # (type, dtype, device) of inputs that passed, and xp
+        self._labels_seen: tuple | None = None  # the same for inputs and labels together
         self._xp = None  # the namespace of the last forward's inputs
         self._saved: tuple | _Sentinel = _NOTHING_YET
         self._output_spec: tuple | None = None
@@ -148,20 +152,22 @@ class BaseLayer:
         ``retain_graph=True`` keeps it for another; it holds for every sublayer
         whose backward this one runs.
         """
-        retain_graph = retain_graph or _RETAINING.get()
         saved = self._take_saved()
-        if retain_graph:
-            self._saved = saved
-        if self.is_loss and gradients is not None:
-            raise TypeError(f"{self.name} is a loss (or ends in one): backpropagation starts "
-                            f"there, so backward() takes no argument; got {describe(gradients)}")
-        if not self.is_loss:
+        if self.is_loss:
+            if gradients is not None:
+                raise TypeError(f"{self.name} is a loss (or ends in one): backpropagation "
+                                f"starts there, so backward() takes no argument; got "
+                                f"{describe(gradients)}")
+            arguments = (self._xp, *saved)
+        else:
             self.check_gradients(gradients)
-        token = _RETAINING.set(retain_graph)
+            arguments = (self._xp, gradients, *saved)
+        if not (retain_graph or _RETAINING.get()):
+            return self.compute_backward(*arguments)
+        self._saved = saved  # kept for another backward, here and in every sublayer's
+        token = _RETAINING.set(True)
         try:
-            if self.is_loss:
-                return self.compute_backward(self._xp, *saved)
-            return self.compute_backward(self._xp, gradients, *saved)
+            return self.compute_backward(*arguments)
         finally:
             _RETAINING.reset(token)
 
@@ -203,8 +209,13 @@ class BaseLayer:
             check_same_placement(self, feedbacks, inputs, "targets", "inputs")
         elif self._feedbacks == "labels":
             axis = normalize_axis(self, self._class_axis, len(inputs.shape))
-            check_same_placement(self, feedbacks, inputs, "labels", "inputs", dtype=False)
-            check_labels(self, xp, feedbacks, inputs, axis)
+            labels_seen = (type(feedbacks), getattr(feedbacks, "dtype", None),
+                           getattr(feedbacks, "device", None))
+            if self._labels_seen != (*seen, *labels_seen):  # the same kinds as last time: passed
+                check_same_placement(self, feedbacks, inputs, "labels", "inputs", dtype=False)
+                check_label_dtype(self, xp, feedbacks)
+                self._labels_seen = (*seen, *labels_seen)
+            check_label_shape(self, feedbacks, inputs, axis)
         return xp
 
     def check_gradients(self, gradients) -> None:
@@ -305,11 +316,35 @@ class BaseLayer:
                 layer.grads[key] = array_api_compat.array_namespace(param).zeros_like(param)
 
     def add_grad(self, key: str, value) -> None:
-        """Accumulate ``value`` into ``grads[key]`` (store it when the gradient is ``None``)."""
-        if self.grads[key] is None:
+        """Accumulate ``value`` into ``grads[key]`` (store it when the gradient is ``None``).
+
+        Under an ``SGD(model, lr, fused=True)`` the step is taken now instead,
+        ``params[key] -= lr * value``, and no gradient is kept.
+        """
+        if self.fused_sgd is not None:
+            where = self.placement
+            self.params[key] = where.backend.add_scaled(self.params[key], -self.fused_sgd.lr,
+                                                        value)
+        elif self.grads[key] is None:
             self.grads[key] = value
         else:
             self.grads[key] += value  # in place where the library allows; JAX makes a new array
+
+    def add_grad_product(self, key: str, left, right) -> None:
+        r"""Accumulate the gradient :math:`L^\top R` (2-D arrays; a sum over their rows).
+
+        A weight gradient of a matrix product has this form (``LinearLayer``,
+        Eq. (3): :math:`g^\top x`, summed over the batch). Under a fused SGD the
+        learning rate goes into the small factor instead,
+        :math:`W \leftarrow W + (-\gamma L)^\top R`: one matrix product and one
+        pass over :math:`W`, and the gradient, as large as :math:`W`, is never formed.
+        """
+        backend = self.placement.backend
+        if self.fused_sgd is not None:
+            step = backend.transpose_matmul(left * -self.fused_sgd.lr, right)
+            self.params[key] = backend.add_scaled(self.params[key], 1.0, step)
+        else:
+            self.add_grad(key, backend.transpose_matmul(left, right))
 
     def step(self, lr: float = 0.01) -> None:
         """Plain gradient descent, ``p <- p - lr * grad``: ``mnn.optim.SGD(self, lr).step()``.
@@ -406,7 +441,7 @@ class BaseLayer:
                     store[key] = target.from_host(source.to_host(store[key]))
         self.placement = target
         self._placed = True
-        self._seen = None
+        self._seen = self._labels_seen = None
 
 
 def _spec(array) -> tuple | None:

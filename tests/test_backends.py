@@ -429,3 +429,17 @@ def test_mypy_checks_the_source_checkout_without_crashing(tmp_path):
     assert "INTERNAL ERROR" not in output and "Traceback" not in output, output[-3000:]
     assert result.returncode in (0, 1), output[-3000:]  # 1: type errors, reported, not a crash
     assert 'Cannot find implementation or library stub for module named "mnn.backends' not in output
+
+
+@pytest.mark.parametrize("view", ["flipped", "0-d", "strided"])
+def test_from_host_takes_any_numpy_layout(target, rng, view):
+    """Views with negative strides (np.flip), 0-d arrays, every other column: the same values
+    arrive (torch refused negative strides; np.ascontiguousarray turned 0-d into 1-d)."""
+    base = rng.standard_normal((3, 4))
+    host = {"flipped": np.flip(base, axis=0), "0-d": np.asarray(base[1, 2]),
+            "strided": base[:, ::2]}[view]
+    array = target.backend.from_host(host, target.device, "float64")
+    assert tuple(array.shape) == host.shape
+    np.testing.assert_array_equal(target.to_host(array), host)
+    host[...] = 0.0  # a copy, not a view of the host array
+    assert np.any(target.to_host(array) != 0.0)
