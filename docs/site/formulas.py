@@ -14,8 +14,8 @@ A formula is what MathJax typesets as one piece (one ``mjx-container`` in the pa
   own forms count too: a ``{math}`` fence or role.
 
 The docstrings counted are those of the package's public objects (no name along the
-way starts with ``_``), read with ``ast`` from ``mnn/`` and ``backends/`` (installed
-as ``mnn.backends``): module, class, function and method docstrings.
+way starts with ``_``), read with ``ast`` from the files of the ``mnn`` that Python
+imports, the one Sphinx documents: module, class, function and method docstrings.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs"
+DOCS = Path(__file__).resolve().parents[1]
 SITE = DOCS / "site"
 GENERATED = ("guides", "layers", "_build")  # pages the build writes: not sources
 
@@ -111,19 +110,22 @@ def _public_docstrings(tree: ast.Module, module: str):
 
 
 def package_files() -> dict[str, Path]:
-    """Module name -> source file, for the modules of mnn (backends/ as mnn.backends)."""
+    """Module name -> source file, for the modules of the mnn that Python imports: the one
+    Sphinx documents (a checkout on the path, or the installed package)."""
+    import mnn
+    import mnn.backends
+
     files = {}
-    for folder, package in ((ROOT / "mnn", "mnn"), (ROOT / "backends", "mnn.backends")):
+    for package, folder in (("mnn", Path(mnn.__file__).parent),
+                            ("mnn.backends", Path(mnn.backends.__file__).parent)):
         for path in sorted(folder.rglob("*.py")):
             parts = path.relative_to(folder).with_suffix("").parts
-            if parts[0] == "backends" and package == "mnn":
-                continue  # the symlink mnn/backends -> ../backends: counted once, below
+            if package == "mnn" and parts[0] == "backends":
+                continue  # a checkout's symlink mnn/backends -> ../backends: counted once
             if parts[-1] == "__init__":
                 parts = parts[:-1]
-            if any(part.startswith("_") and part != "__main__" for part in parts):
-                continue
-            if parts and parts[-1] == "__main__":
-                continue
+            if any(part.startswith("_") for part in parts):
+                continue  # private modules, and __main__
             files[".".join((package, *parts))] = path
     return files
 
