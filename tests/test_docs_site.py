@@ -1,4 +1,4 @@
-r"""The documentation site (docs/site): built by Sphinx, then read in headless Chromium.
+"""The documentation site (docs/site): built by Sphinx, then read in headless Chromium.
 
 ``nox -s docs`` builds the site with warnings as errors and runs this file on that
 build (``MNN_DOCS_SITE``); run alone, the tests build the site themselves. The checks:
@@ -41,7 +41,7 @@ sitecheck = _load("sitecheck")
 
 
 def _sphinx_missing() -> str | None:
-    for module in ("sphinx", "myst_parser", "furo", "selenium"):
+    for module in ("sphinx", "myst_parser", "furo", "sphinx-mathjax-offline"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed: pip install '.[docs]' (nox -s docs does)"
     return None
