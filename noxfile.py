@@ -1,7 +1,8 @@
 """The test matrix: one session per backend x device, plus lint, docs and a summary table.
 
     nox -l                       # list the sessions
-    nox                          # every test session whose hardware is present, lint, docs check
+    nox                          # every test session whose hardware is present, lint, docs
+    nox -s docs                  # the documentation site: build/site, checked in Chromium
     nox -s "tests(torch-cuda)"   # one session; fails loudly if its device is absent
     nox -s matrix                # every test session, then a table of what ran where
 
@@ -28,7 +29,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["tests", "lint", "docs-check"]
+nox.options.sessions = ["tests", "lint", "docs-check", "docs"]
 
 # The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
@@ -155,18 +156,35 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".", *session.posargs)
 
 
-@nox.session
-def docs(session: nox.Session) -> None:
-    """Regenerate docs/layers/ from the layers' docstrings."""
+@nox.session(name="docs-layers")
+def docs_layers(session: nox.Session) -> None:
+    """Regenerate docs/layers/ (GitHub pages of the layers) from the layers' docstrings."""
     session.install(".")
     session.run("python", "docs/generate.py")
 
 
 @nox.session(name="docs-check")
 def docs_check(session: nox.Session) -> None:
-    """Fail if docs/layers/ differs from what the docstrings generate (fix: nox -s docs)."""
+    """Fail if docs/layers/ differs from what the docstrings generate (fix: nox -s docs-layers)."""
     session.install(".")
     session.run("python", "docs/generate.py", "--check")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into build/site, warnings as errors, then read it in Chromium.
+
+    tests/test_docs_site.py opens every page in headless Chromium (Debian's chromium and
+    chromium-driver, which .ci/run installs); without them its browser tests skip, saying so.
+    """
+    session.install(".[docs]")
+    site = ROOT / "build" / "site"
+    shutil.rmtree(site, ignore_errors=True)  # a fresh build: no page survives from an older one
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", str(ROOT / "docs" / "site"),
+                str(site))
+    session.chdir(session.create_tmp())  # test the installed mnn, as the tests sessions do
+    session.run("pytest", str(ROOT / "tests" / "test_docs_site.py"), *session.posargs,
+                env={"MNN_DOCS_SITE": str(site)})
 
 
 @nox.session(venv_backend="none")
