@@ -177,7 +177,7 @@ def docs(session: nox.Session) -> None:
     tests/test_docs_site.py opens every page in headless Chromium (Debian's chromium and
     chromium-driver, which .ci/run installs); without them its browser tests skip, saying so.
     """
-    session.install(".[docs]")
+    session.install(".[docs,sklearn]")  # autodoc imports mnn.sklearn
     site = ROOT / "build" / "site"
     shutil.rmtree(site, ignore_errors=True)  # a fresh build: no page survives from an older one
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", str(ROOT / "docs" / "site"),

@@ -188,7 +188,8 @@ def _inventory(site: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("package", ["mnn", "mnn.optim", "mnn.backends", "mnn.testing",
-                                     "mnn.data", "mnn.layers"])
+                                     "mnn.data", "mnn.layers", "mnn.distributed",
+                                     "mnn.sklearn"])
 def test_the_api_reference_documents_every_exported_name(site, package):
     module = importlib.import_module(package)
     documented = _inventory(site)
