@@ -59,19 +59,23 @@ HOST = Placement(backends.get("numpy"), "cpu", np.dtype("float64"))
 
 
 class _Sentinel:
-    """A named marker for what a layer keeps between forward and backward."""
+    """A named marker for what a layer keeps between forward and backward; a copy (pickle,
+    deepcopy) is the same object, found by its name in this module."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, description: str) -> None:
+        self.name, self.description = name, description
 
     def __repr__(self) -> str:
+        return self.description
+
+    def __reduce__(self) -> str:
         return self.name
 
 
 #: retain_graph of the backward that is running, so that sublayers' backwards inherit it.
 _RETAINING = contextvars.ContextVar("mnn_retain_graph", default=False)
-_NOTHING_YET = _Sentinel("nothing saved yet")  # no forward has finished
-_USED = _Sentinel("used by a backward")  # a backward consumed the last forward's values
+_NOTHING_YET = _Sentinel("_NOTHING_YET", "nothing saved yet")  # no forward has finished
+_USED = _Sentinel("_USED", "used by a backward")  # a backward consumed the last forward's values
 
 
 class BaseLayer:
@@ -260,6 +264,16 @@ class BaseLayer:
         return xp
 
     # --- parameters --------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        """For ``pickle`` and ``copy.deepcopy``: everything but what the last forward kept for
+        backward and the cached namespace modules (modules do not pickle). The copy has the
+        parameters, gradients and placement; its first backward needs a forward first."""
+        state = dict(self.__dict__)
+        state.update(_seen=None, _labels_seen=None, _xp=None, _saved=_NOTHING_YET,
+                     _output_spec=None)
+        state.pop("_classes", None)
+        return state
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
