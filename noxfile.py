@@ -1,7 +1,8 @@
 """The test matrix: one session per backend x device, plus lint, docs and a summary table.
 
     nox -l                       # list the sessions
-    nox                          # every test session whose hardware is present, lint, docs check
+    nox                          # every test session whose hardware is present, lint, docs
+    nox -s docs                  # the documentation site: build/site, checked in Chromium
     nox -s "tests(torch-cuda)"   # one session; fails loudly if its device is absent
     nox -s matrix                # every test session, then a table of what ran where
 
@@ -17,6 +18,8 @@ import argparse
 import json
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -26,7 +29,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["tests", "lint", "docs-check"]
+nox.options.sessions = ["tests", "lint", "docs-check", "docs"]
 
 # The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
@@ -53,7 +56,9 @@ class Cell:
 
 
 CELLS = [
-    Cell("numpy", "cpu", (), ("numpy:cpu",)),
+    # torch too: torch.distributed is the engine of mnn.distributed, whose tests with real
+    # processes (tests/test_distributed*.py) run here on NumPy arrays.
+    Cell("numpy", "cpu", (TORCH,), ("numpy:cpu",)),
     # CPU_DEVICE plus the two fake devices: device propagation is tested without a GPU.
     Cell("array_api_strict", "cpu", (),
          ("array_api_strict:CPU_DEVICE", "array_api_strict:device1", "array_api_strict:device2")),
@@ -64,6 +69,23 @@ CELLS = [
          probe="import cupy; cupy.zeros(1)", cuda=True),
     Cell("jax", "cpu", ("jax[cpu]",), ("jax:cpu",)),
 ]
+
+
+
+def _nvidia_gpu_absent() -> str | None:
+    """Why this machine has no NVIDIA GPU, or None if it has one: asked of the driver
+    before anything is installed, so a CPU-only machine downloads no CUDA wheels."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return None
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "no NVIDIA driver here (no /proc/driver/nvidia/gpus, no nvidia-smi)"
+    listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=60)
+    if listed.returncode == 0 and "GPU" in listed.stdout:
+        return None
+    return f"nvidia-smi -L lists no GPU ({(listed.stderr or listed.stdout).strip()[:200]})"
+
 
 # Runs the cell's probe; any exception means the device is absent. Prints one verdict line.
 PROBE = """import sys
@@ -98,6 +120,8 @@ def tests(session: nox.Session, cell_id: str) -> None:
     """Run the test suite on one backend and device (MNN_TEST_TARGETS)."""
     # Parametrized by the id, a string: nox's --report (used by `matrix`) writes it as JSON.
     cell = next(cell for cell in CELLS if cell.id == cell_id)
+    if cell.cuda and (reason := _nvidia_gpu_absent()):
+        _absent(session, f"no usable {cell.device} device for {cell.backend}: {reason}")
     session.install(".[test]", *cell.extras)
     if cell.probe:
         output = session.run("python", "-c", PROBE, cell.probe, silent=True)
@@ -132,18 +156,35 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".", *session.posargs)
 
 
-@nox.session
-def docs(session: nox.Session) -> None:
-    """Regenerate docs/layers/ from the layers' docstrings."""
+@nox.session(name="docs-layers")
+def docs_layers(session: nox.Session) -> None:
+    """Regenerate docs/layers/ (GitHub pages of the layers) from the layers' docstrings."""
     session.install(".")
     session.run("python", "docs/generate.py")
 
 
 @nox.session(name="docs-check")
 def docs_check(session: nox.Session) -> None:
-    """Fail if docs/layers/ differs from what the docstrings generate (fix: nox -s docs)."""
+    """Fail if docs/layers/ differs from what the docstrings generate (fix: nox -s docs-layers)."""
     session.install(".")
     session.run("python", "docs/generate.py", "--check")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into build/site, warnings as errors, then read it in Chromium.
+
+    tests/test_docs_site.py opens every page in headless Chromium (Debian's chromium and
+    chromium-driver, which .ci/run installs); without them its browser tests skip, saying so.
+    """
+    session.install(".[docs,sklearn]")  # autodoc imports mnn.sklearn
+    site = ROOT / "build" / "site"
+    shutil.rmtree(site, ignore_errors=True)  # a fresh build: no page survives from an older one
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", str(ROOT / "docs" / "site"),
+                str(site))
+    session.chdir(session.create_tmp())  # test the installed mnn, as the tests sessions do
+    session.run("pytest", str(ROOT / "tests" / "test_docs_site.py"), *session.posargs,
+                env={"MNN_DOCS_SITE": str(site)})
 
 
 @nox.session(venv_backend="none")
@@ -206,5 +247,5 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --quick`` for a smoke run. benchmarks/run.py unsets OPENBLAS_CORETYPE
     and OPENBLAS_L2_SIZE in its timing subprocesses only.
     """
-    session.install(".[torch]", "threadpoolctl", "matplotlib", "tinynn==0.1.1")
+    session.install(".[torch,sklearn]", "matplotlib", "tinynn==0.1.1")
     session.run("python", "benchmarks/run.py", *session.posargs)

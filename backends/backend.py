@@ -13,11 +13,16 @@ lives here, as methods an adapter overrides where its library differs:
   standard has no function for;
 * ``add_scaled``: ``target += alpha * source`` (the gradient descent update) in
   place and in one pass where the library can; the standard needs two passes;
-* ``enable_float64``: what the library needs before it computes in 64 bits (JAX).
+* ``transpose_matmul``: ``left.T @ right`` (a weight gradient), where the
+  standard's way is slow on a library (NumPy at batch 1);
+* ``enable_float64``: what the library needs before it computes in 64 bits (JAX);
+* ``torch_view``: a torch tensor on an array's own memory (DLPack), which
+  ``mnn.distributed`` hands to torch.distributed's collectives without a copy.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 
@@ -184,8 +189,39 @@ class Backend:
         Returns the result: ``target`` itself, or a new array where arrays are
         immutable (JAX).
         """
-        target += alpha * source
+        target += source if alpha == 1.0 else alpha * source  # alpha 1: no temporary
         return target
+
+    def transpose_matmul(self, left, right):
+        r"""``left.T @ right`` for 2-D arrays: :math:`\sum_i l_{ik} r_{ij}`, a sum over rows.
+
+        The weight gradient of a linear layer (``g.T @ x``, summed over the batch).
+        The default is the standard's ``tensordot`` over axis 0; NumPy overrides it
+        (its ``matmul`` is ten times slower than ``dot`` when the summed axis has
+        length 1, at batch 1).
+        """
+        xp = array_api_compat.array_namespace(left, right)
+        return xp.tensordot(left, right, axes=([0], [0]))
+
+    def torch_view(self, array):
+        """A ``torch.Tensor`` on the memory of ``array``, or ``None`` where there can be none.
+
+        ``mnn.distributed`` hands gradients to torch.distributed's collectives this way:
+        the collective writes its result into the tensor, and so into ``array``. The
+        default goes through DLPack (``torch.from_dlpack``, the array API standard's
+        exchange protocol): no copy, same device, for NumPy and CuPy arrays. An adapter
+        returns ``None`` where torch must not or cannot write into the library's
+        arrays (JAX arrays are immutable); the caller then copies through the host.
+        Only called once torch is imported (``mnn.distributed`` imports it).
+        """
+        return importlib.import_module("torch").from_dlpack(array)
 
     def __repr__(self) -> str:
         return f"<mnn backend {self.name!r}>"
+
+    def __reduce__(self):
+        """A pickled adapter is its name: unpickling finds the one registered (a layer's
+        placement pickles with it; the cached namespace module could not)."""
+        from .registry import get
+
+        return get, (self.name,)

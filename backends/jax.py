@@ -76,5 +76,8 @@ class JaxBackend(Backend):
     def scatter_add(self, target, indices, values):
         return target.at[indices].add(values)  # functional: a new array, repeats add up
 
+    def torch_view(self, array):
+        return None  # immutable: torch must not write into a JAX buffer, so the caller copies
+
 
 register(JaxBackend())

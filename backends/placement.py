@@ -80,6 +80,11 @@ class Placement(NamedTuple):
         """A NumPy array on the host with the values, shape and dtype of ``array``."""
         return self.backend.to_host(array)
 
+    def __reduce__(self):
+        """A pickled placement is three names (device objects such as JAX's do not pickle)."""
+        return Placement.named, (self.backend.name, self.backend.device_name(self.device),
+                                 dtype_name(self.dtype))
+
     def __str__(self) -> str:
         return (f"{self.backend.name} arrays of dtype {dtype_name(self.dtype)} "
                 f"on device {self.backend.device_name(self.device)}")

@@ -45,7 +45,10 @@ class TorchBackend(Backend):
 
     def from_host(self, host, device, dtype=None):
         torch = self.library()
-        return torch.tensor(np.asarray(host), dtype=self.dtype(dtype), device=device)
+        # A fresh copy: the result never aliases ``host``, and torch refuses NumPy views with
+        # negative strides (np.flip, x[::-1]) that np.array(copy=True) lays out afresh.
+        return torch.from_numpy(np.array(host, copy=True)).to(device=device,
+                                                              dtype=self.dtype(dtype))
 
     def random_normal(self, shape, seed, device, dtype="float64"):
         if isinstance(seed, np.random.Generator):
@@ -76,6 +79,9 @@ class TorchBackend(Backend):
 
     def add_scaled(self, target, alpha, source):
         return target.add_(source, alpha=alpha)  # one fused pass, as torch.optim.SGD does
+
+    def torch_view(self, array):
+        return array  # already a tensor
 
 
 def _allocates(torch, name: str) -> bool:

@@ -13,6 +13,8 @@ The contenders:
 * ``gemms``: the five matrix products of the floor alone: the part no library can skip.
 * ``torch.nn``: ``torch.nn.Sequential`` + ``CrossEntropyLoss`` + autograd + ``torch.optim.SGD``.
 * ``mnn-numpy`` / ``mnn-torch``: ``mnn.SequentialLayers`` on NumPy / PyTorch arrays.
+* ``mnn-numpy-fused`` / ``mnn-torch-fused``: the same with ``SGD(net, lr, fused=True)``,
+  which steps during backward (see ``mnn.optim.SGD``).
 * ``tinynn``: tinynn 0.1.1's ``Model(Net([Dense, ReLU, Dense]), SoftmaxCrossEntropy, SGD)``.
 
 Every trainer is callable (one step, returning the loss) and has ``weights()``:
@@ -188,6 +190,22 @@ class Mnn:
                 for k, v in self.net.state_dict().items()}
 
 
+class MnnFused(Mnn):
+    """``mnn.optim.SGD(net, lr, fused=True)``: the step is taken during backward, and the
+    weight gradients (outer products at batch 1) are never formed: forward, backward."""
+
+    def __init__(self, problem: Problem, dtype: str, backend: str = "numpy", device: str = "cpu"):
+        import mnn
+
+        super().__init__(problem, dtype, backend, device)
+        self.optimizer = mnn.optim.SGD(self.net, lr=LR, fused=True)
+
+    def __call__(self):
+        loss = self.net(self.x, self.labels)
+        self.net.backward()
+        return loss
+
+
 # --- (f) tinynn -----------------------------------------------------------------------
 
 
@@ -236,7 +254,9 @@ TRAINERS = {
     "gemms": (Gemms, {}, "numpy", False),
     "torch.nn": (TorchNN, {}, "torch", True),
     "mnn-numpy": (Mnn, {"backend": "numpy"}, "mnn", True),
+    "mnn-numpy-fused": (MnnFused, {"backend": "numpy"}, "mnn", True),
     "mnn-torch": (Mnn, {"backend": "torch"}, "torch", True),
+    "mnn-torch-fused": (MnnFused, {"backend": "torch"}, "torch", True),
     "tinynn": (Tinynn, {}, "tinynn", True),
 }
 GPU_TRAINERS = {
@@ -251,7 +271,7 @@ def missing(name: str, table: dict = TRAINERS) -> str | None:
     cls, kwargs, module, _ = table[name]
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed"
-    if cls is Mnn:
+    if issubclass(cls, Mnn):
         import mnn
 
         if not hasattr(mnn, "CrossEntropyLossLayer"):
@@ -286,7 +306,8 @@ def synchronizer(name: str, table: dict = TRAINERS):
 #: Contenders that share a process with no other library's threads. torch's OpenMP
 #: workers keep spinning after each torch call and take the second core from OpenBLAS,
 #: so NumPy contenders timed next to torch ones look slower than they are.
-LIBRARIES = {"numpy": ("floor", "gemms", "mnn-numpy", "tinynn"), "torch": ("torch.nn", "mnn-torch")}
+LIBRARIES = {"numpy": ("floor", "gemms", "mnn-numpy", "mnn-numpy-fused", "tinynn"),
+             "torch": ("torch.nn", "mnn-torch", "mnn-torch-fused")}
 
 
 def contenders(batch: int, dtype: str, gpu: bool = False,

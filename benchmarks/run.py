@@ -57,6 +57,8 @@ def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
                  for b in (1, 64, 1024)]
     runs += [["benchmarks.softmax_memory", "--op", op, "--n", str(n)]
              for op in ("softmax", "log-softmax") for n in (10, 1024, 32768)]
+    runs += [["benchmarks.distributed", "--batch", str(b)] for b in (64, 1024)]
+    runs.append(["benchmarks.sklearn_digits"])  # mnn.sklearn beside scikit-learn: whole fits
     # The GPT training step of the target (one thread, as its reference run),
     # each mnn backend timed round-robin beside torch.nn in one process.
     runs += [["benchmarks.gpt", "--library", library] for library in ("torch", "numpy")]
@@ -149,6 +151,7 @@ def write_markdown(report: dict, path: Path) -> None:
         if pairs:
             shown = "; ".join(f"{k} = {v:.2f}x" for k, v in pairs.items())
             lines += ["", f"Ratios of medians: {shown}"]
+        lines += [line for note in comparison.get("notes", []) for line in ("", note)]
         load = comparison["machine"].get("load_average_1_5_15min")
         lines += ["", f"BLAS in this process: {blas_line(comparison['machine'])}; load average "
                   f"at the end: {', '.join(f'{x:.2f}' for x in load) if load else 'unknown'}", ""]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "layers"
-FIX = "nox -s docs  (or: python docs/generate.py)"
+FIX = "nox -s docs-layers  (or: python docs/generate.py)"
 
 _UNDERLINE = re.compile(r"^([-=~^])\1{2,}$")
 _LIST_ITEM = re.compile(r"^([*+-]|\d+[.)])\s")

@@ -36,7 +36,8 @@ import numpy as np
 from mnn import backends
 from mnn.backends import Placement, dtype_name
 from mnn.checks import (
-    check_labels,
+    check_label_dtype,
+    check_label_shape,
     check_same_placement,
     check_same_shape,
     check_shape,
@@ -58,19 +59,23 @@ HOST = Placement(backends.get("numpy"), "cpu", np.dtype("float64"))
 
 
 class _Sentinel:
-    """A named marker for what a layer keeps between forward and backward."""
+    """A named marker for what a layer keeps between forward and backward; a copy (pickle,
+    deepcopy) is the same object, found by its name in this module."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, description: str) -> None:
+        self.name, self.description = name, description
 
     def __repr__(self) -> str:
+        return self.description
+
+    def __reduce__(self) -> str:
         return self.name
 
 
 #: retain_graph of the backward that is running, so that sublayers' backwards inherit it.
 _RETAINING = contextvars.ContextVar("mnn_retain_graph", default=False)
-_NOTHING_YET = _Sentinel("nothing saved yet")  # no forward has finished
-_USED = _Sentinel("used by a backward")  # a backward consumed the last forward's values
+_NOTHING_YET = _Sentinel("_NOTHING_YET", "nothing saved yet")  # no forward has finished
+_USED = _Sentinel("_USED", "used by a backward")  # a backward consumed the last forward's values
 
 
 class BaseLayer:
@@ -91,6 +96,8 @@ class BaseLayer:
         self.sublayers: dict[str, BaseLayer] = {}
         self.args: dict[str, Any] = {}  # constructor arguments, for config() and checkpoints
         self.placement: Placement = HOST
+        #: The ``SGD(..., fused=True)`` that updates this layer's parameters in backward.
+        self.fused_sgd: Any = None
         self._placed = False  # set by the first forward (or by to())
         self._input_kind = "real floating"
         self._input_rank: tuple[int, int | None] = (0, None)
@@ -98,6 +105,7 @@ class BaseLayer:
         self._feedbacks: str | None = None
         self._class_axis = 1
         self._seen: tuple | None = None  # (type, dtype, device) of inputs that passed, and xp
+        self._labels_seen: tuple | None = None  # the same for inputs and labels together
         self._xp = None  # the namespace of the last forward's inputs
         self._saved: tuple | _Sentinel = _NOTHING_YET
         self._output_spec: tuple | None = None
@@ -151,20 +159,22 @@ class BaseLayer:
         ``retain_graph=True`` keeps it for another; it holds for every sublayer
         whose backward this one runs.
         """
-        retain_graph = retain_graph or _RETAINING.get()
         saved = self._take_saved()
-        if retain_graph:
-            self._saved = saved
-        if self.is_loss and gradients is not None:
-            raise TypeError(f"{self.name} is a loss (or ends in one): backpropagation starts "
-                            f"there, so backward() takes no argument; got {describe(gradients)}")
-        if not self.is_loss:
+        if self.is_loss:
+            if gradients is not None:
+                raise TypeError(f"{self.name} is a loss (or ends in one): backpropagation "
+                                f"starts there, so backward() takes no argument; got "
+                                f"{describe(gradients)}")
+            arguments = (self._xp, *saved)
+        else:
             self.check_gradients(gradients)
-        token = _RETAINING.set(retain_graph)
+            arguments = (self._xp, gradients, *saved)
+        if not (retain_graph or _RETAINING.get()):
+            return self.compute_backward(*arguments)
+        self._saved = saved  # kept for another backward, here and in every sublayer's
+        token = _RETAINING.set(True)
         try:
-            if self.is_loss:
-                return self.compute_backward(self._xp, *saved)
-            return self.compute_backward(self._xp, gradients, *saved)
+            return self.compute_backward(*arguments)
         finally:
             _RETAINING.reset(token)
 
@@ -206,8 +216,13 @@ class BaseLayer:
             check_same_placement(self, feedbacks, inputs, "targets", "inputs")
         elif self._feedbacks == "labels":
             axis = normalize_axis(self, self._class_axis, len(inputs.shape))
-            check_same_placement(self, feedbacks, inputs, "labels", "inputs", dtype=False)
-            check_labels(self, xp, feedbacks, inputs, axis)
+            labels_seen = (type(feedbacks), getattr(feedbacks, "dtype", None),
+                           getattr(feedbacks, "device", None))
+            if self._labels_seen != (*seen, *labels_seen):  # the same kinds as last time: passed
+                check_same_placement(self, feedbacks, inputs, "labels", "inputs", dtype=False)
+                check_label_dtype(self, xp, feedbacks)
+                self._labels_seen = (*seen, *labels_seen)
+            check_label_shape(self, feedbacks, inputs, axis)
         return xp
 
     def check_gradients(self, gradients) -> None:
@@ -252,6 +267,16 @@ class BaseLayer:
         return xp
 
     # --- parameters --------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        """For ``pickle`` and ``copy.deepcopy``: everything but what the last forward kept for
+        backward and the cached namespace modules (modules do not pickle). The copy has the
+        parameters, gradients and placement; its first backward needs a forward first."""
+        state = dict(self.__dict__)
+        state.update(_seen=None, _labels_seen=None, _xp=None, _saved=_NOTHING_YET,
+                     _output_spec=None)
+        state.pop("_classes", None)
+        return state
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
@@ -308,11 +333,35 @@ class BaseLayer:
                 layer.grads[key] = array_api_compat.array_namespace(param).zeros_like(param)
 
     def add_grad(self, key: str, value) -> None:
-        """Accumulate ``value`` into ``grads[key]`` (store it when the gradient is ``None``)."""
-        if self.grads[key] is None:
+        """Accumulate ``value`` into ``grads[key]`` (store it when the gradient is ``None``).
+
+        Under an ``SGD(model, lr, fused=True)`` the step is taken now instead,
+        ``params[key] -= lr * value``, and no gradient is kept.
+        """
+        if self.fused_sgd is not None:
+            where = self.placement
+            self.params[key] = where.backend.add_scaled(self.params[key], -self.fused_sgd.lr,
+                                                        value)
+        elif self.grads[key] is None:
             self.grads[key] = value
         else:
             self.grads[key] += value  # in place where the library allows; JAX makes a new array
+
+    def add_grad_product(self, key: str, left, right) -> None:
+        r"""Accumulate the gradient :math:`L^\top R` (2-D arrays; a sum over their rows).
+
+        A weight gradient of a matrix product has this form (``LinearLayer``,
+        Eq. (3): :math:`g^\top x`, summed over the batch). Under a fused SGD the
+        learning rate goes into the small factor instead,
+        :math:`W \leftarrow W + (-\gamma L)^\top R`: one matrix product and one
+        pass over :math:`W`, and the gradient, as large as :math:`W`, is never formed.
+        """
+        backend = self.placement.backend
+        if self.fused_sgd is not None:
+            step = backend.transpose_matmul(left * -self.fused_sgd.lr, right)
+            self.params[key] = backend.add_scaled(self.params[key], 1.0, step)
+        else:
+            self.add_grad(key, backend.transpose_matmul(left, right))
 
     def train(self, mode: bool = True) -> BaseLayer:
         """Set training mode (``mode=True``) or evaluation mode on this layer and every
@@ -357,32 +406,45 @@ class BaseLayer:
         if not isinstance(state_dict, Mapping):
             raise CheckpointError(f"{self.name}: expected a state dict (parameter name -> array), "
                                   f"got an object of type {type(state_dict).__name__}")
-        owners = {name: (layer, key) for name, layer, key in self.parameters()}
-        problems = [f"missing key {name!r}" for name in owners if name not in state_dict]
-        problems += [f"unexpected key {name!r}" for name in state_dict if name not in owners]
-        hosts = {}
+        hosts, problems = {}, []
         for name, value in state_dict.items():
-            if name not in owners:
-                continue
-            layer, key = owners[name]
             try:
-                host = backends.to_host(value)
+                hosts[name] = backends.to_host(value)
             except TypeError:
                 problems.append(f"{name!r} is not an array: got {describe(value)}")
-                continue
-            if tuple(host.shape) != tuple(layer.params[key].shape):
-                problems.append(f"shape mismatch for {name!r}: the checkpoint has "
-                                f"{tuple(host.shape)}, the model {tuple(layer.params[key].shape)}")
-            elif host.dtype.kind != "f":
-                problems.append(f"{name!r} is not floating point: got dtype {host.dtype}")
-            hosts[name] = host
-        if problems:
-            raise CheckpointError(f"{self.name}: the state dict does not fit the model "
-                                  f"({len(problems)} problems):\n  " + "\n  ".join(problems))
+        self.check_state({name: (tuple(host.shape), host.dtype) for name, host in hosts.items()},
+                         problems, not_arrays=set(state_dict) - set(hosts))
+        owners = {name: (layer, key) for name, layer, key in self.parameters()}
         for name, host in hosts.items():
             layer, key = owners[name]
             layer.params[key] = layer.placement.from_host(np.array(host))
         return self
+
+    def check_state(self, shapes: Mapping[str, tuple[tuple, Any]], problems: list[str] = (),
+                    not_arrays: set[str] = frozenset()) -> None:
+        """Raise one ``CheckpointError`` listing every way a state dict does not fit.
+
+        ``shapes`` maps each name to its ``(shape, numpy dtype)``: what ``load_weights``
+        sees of arrays, and what ``mnn.load`` reads from a file's header before it
+        reads (or allocates) any tensor. ``problems`` are found already;
+        ``not_arrays`` are names whose value was no array (reported in ``problems``).
+        """
+        expected = {name: tuple(layer.params[key].shape) for name, layer, key in self.parameters()}
+        problems = list(problems)
+        given = set(shapes) | set(not_arrays)
+        problems += [f"missing key {name!r}" for name in expected if name not in given]
+        problems += [f"unexpected key {name!r}" for name in given if name not in expected]
+        for name, (shape, dtype) in shapes.items():
+            if name not in expected:
+                continue
+            if tuple(shape) != expected[name]:
+                problems.append(f"shape mismatch for {name!r}: the checkpoint has "
+                                f"{tuple(shape)}, the model {expected[name]}")
+            elif np.dtype(dtype).kind != "f":
+                problems.append(f"{name!r} is not floating point: got dtype {dtype}")
+        if problems:
+            raise CheckpointError(f"{self.name}: the state dict does not fit the model "
+                                  f"({len(problems)} problems):\n  " + "\n  ".join(problems))
 
     # --- placement ---------------------------------------------------------------------
 
@@ -413,7 +475,7 @@ class BaseLayer:
                     store[key] = target.from_host(source.to_host(store[key]))
         self.placement = target
         self._placed = True
-        self._seen = None
+        self._seen = self._labels_seen = None
 
 
 def _spec(array) -> tuple | None:

@@ -20,32 +20,48 @@ Loading here parses JSON and looks layer and optimizer types up by name among
 mnn's own classes (``mnn.layers.build``, ``mnn.optim.build``): it never imports or
 calls anything the file names.
 
-Why the write is atomic: the bytes go to a temporary file in the same directory,
-which is flushed and ``fsync``-ed to disk before ``os.replace`` renames it over
-the old checkpoint in one step. A crash, a full disk or an interrupt mid-write
-leaves the old file as it was (and removes the temporary file); a reader sees the
-whole old file or the whole new one, never a mix.
+Why loading checks before it reads: a file is untrusted input. Its header (the
+tensors' names, dtypes and shapes) and its JSON are read first; the model is
+built from the config under ``skip_init()`` (parameters are zero-memory
+placeholders), and every tensor's shape and dtype is compared with the model's
+before a single tensor is read. So a 1 KB file that asks for a 20000 x 20000
+layer costs nothing and gets a ``CheckpointError``, as do configs nested too
+deep, constructor arguments a layer refuses, dtypes mnn does not keep (bfloat16,
+integers), files that are not regular files (a FIFO, ``/dev/null``) and
+optimizer state that makes no sense (a negative step count).
+
+Why the write is atomic: ``mnn.files.atomic_write`` writes a temporary file in
+the same directory, fsyncs it and renames it over the old checkpoint in one
+step. A crash, a full disk or an interrupt mid-write leaves the old file as it
+was; a reader sees the whole old file or the whole new one, never a mix.
+
+The same model saves to the same bytes: safetensors writes its JSON header in
+hash order, so ``save`` rewrites the header with sorted keys (the data and its
+offsets do not move).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
+import stat
+import struct
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as safetensors_bytes
 
-from mnn import backends
+from mnn.backends import to_host
 from mnn.base import BaseLayer
 from mnn.errors import CheckpointError
+from mnn.files import atomic_write
+from mnn.initializers import skip_init
 
 #: Bumped when the layout of the file changes; ``load`` refuses versions it does not know.
 FORMAT_VERSION = 1
 OPTIMIZER_PREFIX = "optimizer/"
-_CHUNK = 1 << 20  # bytes per write call
+#: safetensors dtype names that mnn stores, and their NumPy dtypes.
+DTYPES = {"F64": np.dtype("float64"), "F32": np.dtype("float32"), "F16": np.dtype("float16")}
 
 
 def save(model: BaseLayer, path, optimizer=None) -> None:
@@ -57,7 +73,7 @@ def save(model: BaseLayer, path, optimizer=None) -> None:
     from mnn import __version__
 
     path = os.fspath(path)
-    tensors = {name: _to_host(value) for name, value in model.state_dict().items()}
+    tensors = {name: _host(value) for name, value in model.state_dict().items()}
     metadata = {"mnn.format_version": str(FORMAT_VERSION), "mnn.version": __version__,
                 "mnn.model": _to_json(model.config(), "the model's config()")}
     if optimizer is not None:
@@ -69,12 +85,12 @@ def save(model: BaseLayer, path, optimizer=None) -> None:
         for name, entries in state["state"].items():
             for entry, value in entries.items():
                 if hasattr(value, "shape"):
-                    tensors[f"{OPTIMIZER_PREFIX}{name}/{entry}"] = _to_host(value)
+                    tensors[f"{OPTIMIZER_PREFIX}{name}/{entry}"] = _host(value)
                 else:
                     scalars.setdefault(name, {})[entry] = value
         stored = {"type": state["type"], "args": state["args"], "scalars": scalars}
         metadata["mnn.optimizer"] = _to_json(stored, "the optimizer's state")
-    atomic_write(path, safetensors_bytes(tensors, metadata=metadata))
+    atomic_write(path, _sorted_header(safetensors_bytes(tensors, metadata=metadata)))
 
 
 def load(path, with_optimizer: bool = False):
@@ -84,17 +100,32 @@ def load(path, with_optimizer: bool = False):
     arrays of the stored dtype; move it with ``model.to(...)`` (the optimizer's state
     follows the parameters at its next ``step``). A file that is corrupt, truncated,
     not an mnn checkpoint, or whose arrays do not fit its config raises
-    ``CheckpointError``, which names the file and lists what does not fit.
+    ``CheckpointError``, which names the file and lists what does not fit; nothing
+    is allocated for the model before its shapes were checked.
     """
     from mnn.layers.build import build
     from mnn.optim import build as build_optimizer
 
     path = os.fspath(path)
-    metadata, tensors = _read(path)
-    model = _check(path, build, _metadata_json(path, metadata, "mnn.model"))
-    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
-    _check(path, model.load_weights, weights)
-    dtypes = sorted({str(v.dtype) for v in weights.values()})
+    _check_regular_file(path)
+    try:
+        with safe_open(path, framework="numpy") as file:
+            metadata = _check_metadata(path, file.metadata() or {})
+            shapes = {key: _shape_and_dtype(path, file, key) for key in file.keys()}
+            with skip_init():  # placeholders: nothing is allocated before the shapes fit
+                model = _check(path, build, _metadata_json(path, metadata, "mnn.model"))
+            weights = {k: v for k, v in shapes.items() if not k.startswith(OPTIMIZER_PREFIX)}
+            _check(path, model.check_state, weights)
+            optimizer_tensors = {k: v for k, v in shapes.items() if k not in weights}
+            if with_optimizer:
+                optimizer, state = _optimizer(path, metadata, model, optimizer_tensors,
+                                              build_optimizer)
+            tensors = {key: file.get_tensor(key) for key in shapes}
+    except SafetensorError as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or "
+                              f"truncated?): {error}") from None
+    _check(path, model.load_weights, {k: tensors[k] for k in weights})
+    dtypes = sorted({str(dtype) for _, dtype in weights.values()})
     if len(dtypes) > 1:
         raise CheckpointError(f"{path}: the weights mix dtypes {dtypes}; mnn keeps one dtype "
                               f"per model")
@@ -102,84 +133,50 @@ def load(path, with_optimizer: bool = False):
         model.to(xp="numpy", device="cpu", dtype=dtypes[0])
     if not with_optimizer:
         return model
+    for key in optimizer_tensors:
+        name, _, entry = key.removeprefix(OPTIMIZER_PREFIX).rpartition("/")
+        state.setdefault(name, {})[entry] = tensors[key]
+    _check(path, optimizer.load_state_dict,
+           {"type": optimizer.name, "args": optimizer.config()["args"], "state": state})
+    return model, optimizer
+
+
+def _optimizer(path, metadata, model, tensors, build_optimizer):
+    """The optimizer a checkpoint describes, and its scalar state; checked before any tensor
+    is read."""
     if "mnn.optimizer" not in metadata:
         raise CheckpointError(f"{path}: the checkpoint holds no optimizer (it was saved "
                               f"without optimizer=...); load it with with_optimizer=False")
     stored = _metadata_json(path, metadata, "mnn.optimizer")
-    if not (isinstance(stored, dict) and isinstance(stored.get("scalars"), dict)):
+    if not (isinstance(stored, dict) and isinstance(stored.get("scalars"), dict)
+            and all(isinstance(v, dict) for v in stored["scalars"].values())):
         raise CheckpointError(f"{path}: 'mnn.optimizer' in the metadata is not an optimizer "
-                              f"record {{'type', 'args', 'scalars'}}: {stored!r}")
+                              f"record {{'type', 'args', 'scalars'}}: {stored!r}"[:500])
     optimizer = _check(path, build_optimizer, model,
                        {"type": stored.get("type"), "args": stored.get("args")})
     state = {name: dict(entries) for name, entries in stored["scalars"].items()}
-    for key, value in tensors.items():
-        if key.startswith(OPTIMIZER_PREFIX):
-            name, _, entry = key.removeprefix(OPTIMIZER_PREFIX).rpartition("/")
-            state.setdefault(name, {})[entry] = value
+    for key, (shape, dtype) in tensors.items():  # shapes only: the arrays come later
+        name, _, entry = key.removeprefix(OPTIMIZER_PREFIX).rpartition("/")
+        state.setdefault(name, {})[entry] = np.broadcast_to(np.zeros((), dtype), shape)
     _check(path, optimizer.load_state_dict,
            {"type": stored["type"], "args": stored["args"], "state": state})
-    return model, optimizer
+    return optimizer, {name: dict(entries) for name, entries in stored["scalars"].items()}
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds either its old bytes or all of ``data``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never write into a file someone else made; 0o666 minus the umask, as open() does.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | getattr(os, "O_BINARY", 0), 0o666)
+def _check_regular_file(path: str) -> None:
+    """A FIFO would block the read forever and a device never ends: only regular files."""
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            _write_all(file, data)
-            file.flush()
-            os.fsync(file.fileno())  # the bytes are on disk before the rename makes them visible
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _write_all(file, data: bytes) -> None:
-    view = memoryview(data)
-    for start in range(0, len(view), _CHUNK):
-        file.write(view[start:start + _CHUNK])
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable (POSIX); not possible, nor needed, on Windows."""
-    if os.name == "nt":
-        return
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def _to_host(array) -> np.ndarray:
-    return np.ascontiguousarray(backends.for_array(array).to_host(array))
-
-
-def _to_json(value, what: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"mnn.save: {what} cannot be stored as JSON: {error}") from error
-
-
-def _read(path: str) -> tuple[dict, dict]:
-    if os.path.isdir(path):
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such checkpoint file") from None
+    if stat.S_ISDIR(mode):
         raise CheckpointError(f"{path}: a directory, not a checkpoint file")
-    try:
-        with safe_open(path, framework="numpy") as file:
-            metadata = file.metadata() or {}
-            tensors = {key: file.get_tensor(key) for key in file.keys()}
-    except SafetensorError as error:
-        raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or "
-                              f"truncated?): {error}") from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: not a regular file (a FIFO, a device or a socket); a "
+                              f"checkpoint is a file written by mnn.save")
+
+
+def _check_metadata(path: str, metadata: dict) -> dict:
     if "mnn.format_version" not in metadata:
         raise CheckpointError(f"{path}: a safetensors file, but not an mnn checkpoint: its "
                               f"metadata has no 'mnn.format_version' (it has "
@@ -189,7 +186,37 @@ def _read(path: str) -> tuple[dict, dict]:
                               f"{metadata['mnn.format_version']!r}, but this mnn reads "
                               f"version {FORMAT_VERSION} (the file says it was written by mnn "
                               f"{metadata.get('mnn.version', '?')})")
-    return metadata, tensors
+    return metadata
+
+
+def _shape_and_dtype(path: str, file, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """A tensor's shape and dtype from the header alone (nothing is read or allocated)."""
+    piece = file.get_slice(key)
+    name = piece.get_dtype()
+    if name not in DTYPES:
+        raise CheckpointError(f"{path}: tensor {key!r} has dtype {name}; mnn stores "
+                              f"{', '.join(DTYPES)} (float64, float32, float16)")
+    return tuple(piece.get_shape()), DTYPES[name]
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """The same safetensors bytes with the JSON header's keys sorted (see the module doc)."""
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes with spaces
+    return struct.pack("<Q", len(text)) + text + data[8 + length:]
+
+
+def _host(array) -> np.ndarray:
+    return np.ascontiguousarray(to_host(array))
+
+
+def _to_json(value, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"mnn.save: {what} cannot be stored as JSON: {error}") from error
 
 
 def _metadata_json(path: str, metadata: dict, key: str):
@@ -200,6 +227,8 @@ def _metadata_json(path: str, metadata: dict, key: str):
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path}: {key!r} in the metadata is not valid JSON: "
                               f"{error}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: {key!r} in the metadata is nested too deep") from None
 
 
 def _check(path: str, function, *args):
@@ -208,4 +237,5 @@ def _check(path: str, function, *args):
         return function(*args)
     except (TypeError, ValueError) as error:  # CheckpointError is a ValueError
         raise CheckpointError(f"{path}: {error}") from None
-
+    except RecursionError:
+        raise CheckpointError(f"{path}: the config is nested too deep") from None

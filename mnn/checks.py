@@ -52,14 +52,17 @@ def check_same_shape(layer, array, reference, what: str, reference_what: str) ->
             f"{tuple(reference.shape)}, got {describe(array)}")
 
 
-def check_labels(layer, xp, labels, logits, axis: int) -> None:
-    """Labels: integers, one per sample (the logits' shape without the class axis).
+def check_label_dtype(layer, xp, labels) -> None:
+    if not hasattr(labels, "dtype") or not xp.isdtype(labels.dtype, "integral"):
+        raise DTypeError(f"{layer.name}: expected integer class labels, got {describe(labels)}")
+
+
+def check_label_shape(layer, labels, logits, axis: int) -> None:
+    """Labels: one per sample (the logits' shape without the class axis), and some classes.
 
     Their range, [0, n_classes), is checked where the loss compares them with the
     classes anyway (``mnn.layers.nll_loss.label_mask``).
     """
-    if not hasattr(labels, "dtype") or not xp.isdtype(labels.dtype, "integral"):
-        raise DTypeError(f"{layer.name}: expected integer class labels, got {describe(labels)}")
     if logits.shape[axis] == 0:
         raise ShapeError(f"{layer.name}: expected at least one class along axis {axis}, "
                          f"got inputs {describe(logits)}")

@@ -159,6 +159,17 @@ def test_matches_torch_autograd(rng, bias, explicit):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
 
 
+def test_no_tokens_give_an_empty_output_and_gradient(target, rng):
+    """T = 0: nothing to attend to. A defined, empty result, not a raw reduction error."""
+    layer = attention()
+    x = target.asarray(np.zeros((2, 0, 8)))
+    out = layer(x)
+    assert tuple(out.shape) == (2, 0, 8)
+    assert tuple(layer.backward(target.asarray(np.zeros((2, 0, 8)))).shape) == (2, 0, 8)
+    for _, owner, key in layer.parameters():  # no tokens, no gradient: zeros, not None
+        np.testing.assert_array_equal(target.to_host(owner.grads[key]), 0.0)
+
+
 # --- output projection, causal mask, key padding masks -----------------------------------------
 
 

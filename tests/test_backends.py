@@ -385,3 +385,98 @@ def test_entry_point_by_name_and_broken_ones(tmp_path, monkeypatch, registry):
     assert "its backend is called 'fake', not 'misnamed'" in messages[1]
     with pytest.raises(ValueError, match=r"unknown backend 'broken'"), pytest.warns(RuntimeWarning):
         backends.get("broken")
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+def test_lookups_are_thread_safe_while_adapters_register(registry):
+    """for_array and available() from many threads while others register adapters: every
+    lookup answers, none sees the registry change size under it."""
+    import threading
+
+    class Extra(backends.Backend):
+        module = "mnn_no_such_library"
+
+        def devices(self):
+            return []
+
+    errors, arrays = [], [np.ones(2), np.float64(1.0)]
+    start = threading.Barrier(8)
+
+    def look_up():
+        start.wait()
+        try:
+            for _ in range(300):
+                assert backends.for_array(arrays[0]).name == "numpy"
+                assert "numpy" in backends.available()
+        except Exception as error:  # noqa: BLE001  (collected and reported below)
+            errors.append(error)
+
+    def register(first):
+        start.wait()
+        try:
+            for i in range(first, first + 300):
+                backends.register(type(f"Extra{i}", (Extra,), {"name": f"extra{i}"}))
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=look_up) for _ in range(6)]
+    threads += [threading.Thread(target=register, args=(i * 1000,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    assert sum(name.startswith("extra") for name in registry) == 600
+
+
+# --- the package layout -----------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def test_a_source_checkout_maps_exactly_mnn_backends():
+    """From the repository root, mnn.backends is the backends/ folder and nothing else of the
+    repository (tests, noxfile, a second mnn) becomes part of mnn."""
+    code = textwrap.dedent("""
+        import importlib, pathlib, sys
+        sys.path.insert(0, ".")
+        import mnn
+        assert pathlib.Path(mnn.__file__).resolve() == pathlib.Path("mnn/__init__.py").resolve()
+        assert pathlib.Path(mnn.backends.__file__).resolve() == (
+            pathlib.Path("backends/__init__.py").resolve())
+        for name in ("mnn.tests", "mnn.noxfile", "mnn.mnn", "mnn.benchmarks", "mnn.docs"):
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError:
+                continue
+            raise AssertionError(f"{name} is importable")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_mypy_checks_the_source_checkout_without_crashing(tmp_path):
+    """mypy once crashed (INTERNAL ERROR) on mnn/base.py: mnn.backends did not resolve."""
+    pytest.importorskip("mypy", reason="mypy is not installed (it is in the test extra)")
+    result = subprocess.run([sys.executable, "-m", "mypy", "mnn", "--cache-dir",
+                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert "INTERNAL ERROR" not in output and "Traceback" not in output, output[-3000:]
+    assert result.returncode in (0, 1), output[-3000:]  # 1: type errors, reported, not a crash
+    assert 'Cannot find implementation or library stub for module named "mnn.backends' not in output
+
+
+@pytest.mark.parametrize("view", ["flipped", "0-d", "strided"])
+def test_from_host_takes_any_numpy_layout(target, rng, view):
+    """Views with negative strides (np.flip), 0-d arrays, every other column: the same values
+    arrive (torch refused negative strides; np.ascontiguousarray turned 0-d into 1-d)."""
+    base = rng.standard_normal((3, 4))
+    host = {"flipped": np.flip(base, axis=0), "0-d": np.asarray(base[1, 2]),
+            "strided": base[:, ::2]}[view]
+    array = target.backend.from_host(host, target.device, "float64")
+    assert tuple(array.shape) == host.shape
+    np.testing.assert_array_equal(target.to_host(array), host)
+    host[...] = 0.0  # a copy, not a view of the host array
+    assert np.any(target.to_host(array) != 0.0)

@@ -11,6 +11,8 @@ from safetensors.numpy import load_file, save_file
 
 import mnn
 import mnn.checkpoint
+import mnn.files
+import mnn.registry
 from mnn.optim import SGD, Adam, AdamW
 
 
@@ -176,7 +178,7 @@ def test_a_write_that_fails_midway_leaves_the_old_file(old_checkpoint, monkeypat
         written.append(os.path.getsize(file.name))
         raise error
 
-    monkeypatch.setattr(mnn.checkpoint, "_write_all", write_half_then_fail)
+    monkeypatch.setattr(mnn.files, "write_all", write_half_then_fail)
     with pytest.raises(type(error)):
         mnn.save(classifier(seed=8), path)
     assert written and written[0] > 0  # the temporary file really had bytes in it
@@ -370,3 +372,208 @@ def test_optimizer_records_that_do_not_fit(tmp_path):
                  "state for '7.w', which is not a parameter of the model",
                  "missing state 'exp_avg_sq' for '2.b'"]:
         assert f"\n  {line}" in text
+
+
+# --- hostile and odd files: a CheckpointError, quickly, before anything big is allocated ------
+
+def raw_safetensors(path, tensors: dict, metadata: dict) -> None:
+    """A safetensors file written byte by byte: ``tensors`` maps a name to (dtype name, shape)
+    and gets zero bytes of the right size, so dtypes NumPy lacks (BF16) can be written."""
+    sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8}
+    header, offset = {"__metadata__": metadata}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = sizes[dtype] * int(np.prod(shape, dtype=np.int64))
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset,
+                                                                              offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + bytes(offset))
+
+
+def mnn_metadata(model_config) -> dict:
+    text = model_config if isinstance(model_config, str) else json.dumps(model_config)
+    return {"mnn.format_version": "1", "mnn.version": mnn.__version__, "mnn.model": text}
+
+
+def load_tracing_memory(path, **kwargs):
+    """``mnn.load(path)`` and the peak bytes Python and NumPy allocated while it ran."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            result = mnn.load(path, **kwargs)
+        except mnn.CheckpointError as error:
+            result = error
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def test_a_tiny_file_that_asks_for_a_huge_layer_allocates_nothing_big(tmp_path):
+    """LinearLayer(20000, 20000) would take 3.2 GB in float64: the 1 KB file must not cost that."""
+    path = tmp_path / "huge.safetensors"
+    config = {"type": "LinearLayer", "args": {"in_features": 20000, "out_features": 20000,
+                                              "bias": True, "init": "he"}}
+    raw_safetensors(path, {"w": ("F64", (2, 2)), "b": ("F64", (2,))}, mnn_metadata(config))
+    assert path.stat().st_size < 1024
+    error, peak = load_tracing_memory(path)
+    assert isinstance(error, mnn.CheckpointError)
+    assert "shape mismatch for 'w': the checkpoint has (2, 2), the model (20000, 20000)" in str(
+        error)
+    assert peak < 16 * 2**20, f"loading allocated {peak / 2**20:.0f} MiB"
+    raw_safetensors(path, {}, mnn_metadata(config))  # no tensors at all: the same
+    error, peak = load_tracing_memory(path)
+    assert "missing key 'w'" in str(error) and peak < 16 * 2**20
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "I64"])
+def test_a_tensor_of_a_dtype_mnn_does_not_keep(tmp_path, dtype):
+    path = tmp_path / "odd.safetensors"
+    config = mnn.LinearLayer(3, 2, bias=False).config()
+    raw_safetensors(path, {"w": (dtype, (2, 3))}, mnn_metadata(config))
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}tensor 'w' has dtype {dtype}; "
+                                                  r"mnn stores F64, F32, F16"):
+        mnn.load(path)
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_a_config_nested_too_deep(tmp_path, depth):
+    path = tmp_path / "deep.safetensors"
+    text = '{"type": "SequentialLayers", "args": {"layers": [' * depth + "]}}" * depth
+    raw_safetensors(path, {}, mnn_metadata(text))
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}.*nested (more than 64|too) deep"):
+        mnn.load(path)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"type": "LinearLayer", "args": {"in_features": 0, "out_features": 3}},
+     r"LinearLayer: expected in_features to be a positive int, got 0"),
+    ({"type": "SoftmaxLayer", "args": {"axis": "a"}},
+     r"SoftmaxLayer: expected axis to be an int, got 'a'"),
+    ({"type": "LogSoftmaxLayer", "args": {"sample_shape": 5}},
+     r"LogSoftmaxLayer: expected sample_shape to be a tuple of positive ints, got 5"),
+])
+def test_constructor_arguments_a_layer_refuses(tmp_path, config, message):
+    path = tmp_path / "args.safetensors"
+    raw_safetensors(path, {}, mnn_metadata(config))
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}build: cannot construct .*"
+                                                  + message):
+        mnn.load(path)
+
+
+def test_a_fifo_and_dev_null_are_refused_without_blocking(tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    outcomes = {}
+
+    def load(path):
+        try:
+            mnn.load(path)
+        except mnn.CheckpointError as error:
+            outcomes[path] = str(error)
+
+    for path in (fifo, "/dev/null"):
+        thread = threading.Thread(target=load, args=(path,), daemon=True)
+        thread.start()
+        thread.join(timeout=30)  # a FIFO opened for reading would block here forever
+        assert not thread.is_alive(), f"mnn.load({path}) blocked"
+        assert re.match(rf"^{at(path)}not a regular file", outcomes[path])
+
+
+def test_optimizer_state_with_a_negative_step(tmp_path):
+    net, path = classifier(), tmp_path / "adam.safetensors"
+    opt = Adam(net)
+    train(net, opt, batches(2))
+    mnn.save(net, path, optimizer=opt)
+    record = json.loads(rewrite_metadata(path)["mnn.optimizer"])
+    for entries in record["scalars"].values():
+        entries["step"] = -5
+    rewrite(path, **{"mnn.optimizer": json.dumps(record)})
+    with pytest.raises(mnn.CheckpointError, match=r"state 'step' for '0.w' counts steps and must "
+                                                  r"be at least 1, got -5"):
+        mnn.load(path, with_optimizer=True)
+
+
+def rewrite_metadata(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as file:
+        return file.metadata()
+
+
+def test_the_same_model_saves_to_the_same_bytes(tmp_path):
+    net = classifier()
+    opt = Adam(net)
+    train(net, opt, batches(2))
+    saved = []
+    for i in range(8):  # safetensors writes its header in hash order: it varied between calls
+        mnn.save(net, tmp_path / f"{i}.safetensors", optimizer=opt)
+        saved.append((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(set(saved)) == 1
+    assert_same_state(host_state(mnn.load(tmp_path / "0.safetensors")), host_state(net))
+
+
+def test_a_save_killed_by_sigkill_leaves_a_temporary_file_that_the_next_save_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "model.safetensors"
+    mnn.save(classifier(seed=1), path)
+    killed = textwrap.dedent(f"""
+        import os, signal
+        import mnn, mnn.files
+        def write_half_then_die(file, data):
+            file.write(data[:len(data) // 2])
+            file.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        mnn.files.write_all = write_half_then_die
+        mnn.save(mnn.LinearLayer(4, 6, rng=2), {str(path)!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", killed], capture_output=True)
+    assert result.returncode == -signal.SIGKILL
+    left = [name for name in os.listdir(tmp_path) if name != path.name]
+    assert len(left) == 1 and left[0].startswith(f".{path.name}.") and left[0].endswith(".tmp")
+    assert_same_state(host_state(mnn.load(path)), host_state(classifier(seed=1)))  # untouched
+    mnn.save(classifier(seed=3), path)
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_layer_registered_through_an_entry_point_is_rebuilt(tmp_path, monkeypatch):
+    """A package declares its layer in the group mnn.layers; mnn.load imports it by that
+    declaration when a checkpoint names the type, and no sooner."""
+    import sys
+    import textwrap
+
+    module = "mnn_fake_layers_package"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        import mnn
+
+        class Doubler(mnn.BaseLayer):
+            def compute_forward(self, xp, inputs, feedbacks):
+                return 2 * inputs
+
+            def compute_backward(self, xp, gradients):
+                return 2 * gradients
+    """))
+    info = tmp_path / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[mnn.layers]\nDoubler = {module}:Doubler\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(mnn.registry.LAYERS, "_classes", dict(mnn.registry.LAYERS._classes))
+    path = tmp_path / "net.safetensors"
+    config = {"type": "SequentialLayers", "args": {"layers": [
+        mnn.LinearLayer(2, 2).config(), {"type": "Doubler", "args": {}}]}}
+    raw_safetensors(path, {"0.w": ("F64", (2, 2)), "0.b": ("F64", (2,))}, mnn_metadata(config))
+    assert module not in sys.modules
+    net = mnn.load(path)
+    assert type(net[1]).__name__ == "Doubler" and module in sys.modules
+    np.testing.assert_array_equal(net.predict(np.ones((1, 2))), np.zeros((1, 2)))

@@ -155,6 +155,11 @@ def test_check_fails_and_exits_non_zero_on_a_wrong_gradient(monkeypatch, capsys)
     (["train", "--dataset", "cifar"], ["unknown dataset 'cifar'"]),
     (["train", "--save", "no/such/dir/m.safetensors"], ["--save", "does not exist"]),
     (["train", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
+    (["train", "--seed", "-1"], ["--seed must be a non-negative integer", "got -1"]),
+    (["train", "--lr", "inf"], ["--lr must be a positive finite number, got inf"]),
+    (["train", "--lr", "nan"], ["--lr must be a positive finite number, got nan"]),
+    (["train", "--plot", "curves.txt"], ["--plot curves.txt: expected an image file name ending in",
+                                         ".png"]),
     (["evaluate", "missing.safetensors"], ["missing.safetensors: no such file"]),
     (["evaluate", "."], ["a directory, not a checkpoint file"]),
     (["check", "--backend", "nope"], ["unknown backend 'nope'"]),
@@ -162,6 +167,16 @@ def test_check_fails_and_exits_non_zero_on_a_wrong_gradient(monkeypatch, capsys)
 ])
 def test_bad_input_is_one_line(tmp_path, args, fragments):
     assert_one_line_error(mnn_cli(*args, cwd=tmp_path), *fragments)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "check"])
+def test_help_lists_every_backend(tmp_path, command):
+    """Every registered backend, whether installed or not (mnn info says which are)."""
+    result = mnn_cli(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    help_text = " ".join(result.stdout.split())
+    for name in mnn.backends.available():
+        assert name in help_text, f"{command} --help does not name {name}"
 
 
 def test_mnist_directory_without_idx_files(tmp_path):

@@ -54,6 +54,35 @@ def test_any_integer_label_dtype(target, rng, label_dtype):
     np.testing.assert_allclose(target.to_host(loss), reference_nll(log_p, labels, 1), rtol=1e-13)
 
 
+@pytest.mark.parametrize("loss", [mnn.NllLossLayer, mnn.CrossEntropyLossLayer])
+def test_small_integer_labels_are_range_checked_without_overflow(target, loss):
+    """-100 (torch's ignore index) as int8 once read as class 156; valid uint8 labels of 300
+    classes were refused. The comparison with the classes now runs in int64."""
+    x = target.asarray(np.zeros((2, 300)))
+    with pytest.raises(mnn.LabelError, match=r"expected labels in \[0, 300\) for 300 classes, "
+                                             r"got values from -100 to 3"):
+        loss()(x, target.asarray(np.array([3, -100], dtype=np.int8)))
+    labels = np.array([255, 7], dtype=np.uint8)
+    value = loss()(x, target.asarray(labels))
+    np.testing.assert_allclose(float(target.to_host(value)), np.log(300) if
+                               loss is mnn.CrossEntropyLossLayer else 0.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", [mnn.NllLossLayer, mnn.CrossEntropyLossLayer])
+def test_no_classes_is_a_clear_error_and_no_samples_a_nan_loss(target, loss):
+    """An empty class axis has no right answer: a ShapeError, not a raw reduction error. An
+    empty batch is the mean of nothing: nan, as torch gives, and an empty gradient."""
+    with pytest.raises(mnn.ShapeError, match=rf"{loss.__name__}: expected at least one class "
+                                             r"along axis 1"):
+        loss()(target.asarray(np.zeros((3, 0))), target.asarray(np.zeros(3, dtype=np.int64)))
+    layer = loss()
+    with np.errstate(invalid="ignore"):
+        value = layer(target.asarray(np.zeros((0, 4))), target.asarray(np.zeros(0, np.int64)))
+        gradient = layer.backward()
+    assert np.isnan(float(target.to_host(value)))
+    assert tuple(gradient.shape) == (0, 4)
+
+
 def test_float32_agrees_with_float64(target, rng):
     log_p, labels = make(rng, (8, 10), 1)
     assert_float32_matches_float64(target, mnn.NllLossLayer, (log_p, labels), None,

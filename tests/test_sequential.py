@@ -318,3 +318,35 @@ def test_matches_torch_autograd_with_cross_entropy(rng):
               for i in (0, 2) for k, name in (("w", "weight"), ("b", "bias"))]
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_predict_runs_the_network_without_its_loss(target, rng):
+    """Inference on a trained classifier: the logits, no labels needed. net[:-1] is the same."""
+    net = mnn.SequentialLayers([*mlp(), mnn.CrossEntropyLossLayer()])
+    host = rng.standard_normal((5, 4))
+    expected = numpy_mlp(net, host)  # from the host weights, before the first forward moves them
+    x = target.asarray(host)
+    logits = net.predict(x)
+    assert tuple(logits.shape) == (5, 3)
+    np.testing.assert_allclose(target.to_host(logits), expected, rtol=1e-12)
+    np.testing.assert_allclose(target.to_host(logits), target.to_host(net[:-1](x)), rtol=1e-15)
+    assert mlp().predict(x).shape == mlp()(x).shape  # no loss at the end: the whole network
+
+
+def test_a_trained_network_pickles_and_deep_copies(target, rng):
+    """As torch modules do; a layer once kept its namespace module, which does not pickle."""
+    import copy
+    import pickle
+
+    net = mnn.SequentialLayers([*mlp(), mnn.CrossEntropyLossLayer()])
+    x = target.asarray(rng.standard_normal((5, 4)))
+    labels = target.asarray(np.array([0, 1, 2, 1, 0]))
+    net(x, labels)
+    net.backward()
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        np.testing.assert_array_equal(target.to_host(clone.predict(x)),
+                                      target.to_host(net.predict(x)))
+        with pytest.raises(mnn.BackwardBeforeForwardError):  # nothing of the forward was copied
+            clone.backward()
+        clone(x, labels)
+        clone.backward()

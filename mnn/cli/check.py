@@ -12,14 +12,15 @@ from __future__ import annotations
 import time
 
 from mnn.backends import Placement
-from mnn.cli.common import CommandError, backend_named
+from mnn.cli.common import CommandError, backend_help, backend_named
 from mnn.cli.info import survey
 from mnn.testing import CASES, gradcheck, make_case, place
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", action="append", default=None,
-                        help="check only this backend (repeatable; default: every one installed)")
+                        help="check only this backend, repeatable: "
+                             + backend_help("every one installed"))
     parser.add_argument("--device", action="append", default=None,
                         help="check only this device (repeatable; default: every one present)")
     parser.add_argument("--verbose", action="store_true", help="print each failure's message")

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 import mnn
-from mnn.cli.common import CommandError, load_dataset, predictions, resolve_target
+from mnn.cli.common import CommandError, backend_help, load_dataset, predictions, resolve_target
 
 
 def add_arguments(parser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dataset", default="digits", help="digits (default) or mnist")
     parser.add_argument("--data-dir", default="mnist-data", help="MNIST IDX files (mnist-data)")
     parser.add_argument("--download", action="store_true", help="download missing MNIST files")
-    parser.add_argument("--backend", default="numpy", help="numpy (default), torch, cupy, jax")
+    parser.add_argument("--backend", default="numpy", help=backend_help())
     parser.add_argument("--device", default=None, help="default: the backend's first device")
     parser.add_argument("--dtype", default=None, choices=["float32", "float64"],
                         help="default: the checkpoint's")

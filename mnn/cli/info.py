@@ -14,21 +14,17 @@ from importlib import metadata
 import mnn
 from mnn import backends
 
-#: Distribution whose version to show for each backend's module.
-DISTRIBUTIONS = {"numpy": "numpy", "torch": "torch", "cupy": "cupy-cuda12x", "jax": "jax",
-                 "array_api_strict": "array-api-strict"}
-
 
 def add_arguments(parser) -> None:
     pass
 
 
-def version(module: str) -> str:
-    distribution = DISTRIBUTIONS.get(module, module)
+def version(backend) -> str:
+    """The installed version of the backend's library (its distribution's, as pip knows it)."""
     try:
-        return metadata.version(distribution)
+        return metadata.version(backend.distribution)
     except metadata.PackageNotFoundError:
-        return getattr(importlib.import_module(module), "__version__", "?")
+        return getattr(importlib.import_module(backend.module), "__version__", "?")
 
 
 def survey() -> list[tuple[str, str, str]]:
@@ -44,7 +40,7 @@ def survey() -> list[tuple[str, str, str]]:
             devices = ", ".join(backend.devices()) or "none present"
         except Exception as error:  # noqa: BLE001  (a broken driver must not hide the others)
             devices = f"none: {type(error).__name__}: {error}".splitlines()[0]
-        rows.append((name, version(backend.module), devices))
+        rows.append((name, version(backend), devices))
     return rows
 
 

@@ -21,10 +21,12 @@ import time
 import numpy as np
 
 import mnn
-from mnn.checkpoint import atomic_write
 from mnn.cli.common import (
     CommandError,
+    backend_help,
+    check_learning_rate,
     check_output_path,
+    check_seed,
     limit_threads,
     plot_destination,
     progress_bar,
@@ -33,6 +35,7 @@ from mnn.cli.common import (
     save_figure,
 )
 from mnn.data import CharacterVocabulary, TextWindows, pydoc_corpus
+from mnn.files import atomic_write
 
 DEFAULT_PLOT = "<corpus>-lm-curves.png"
 VALIDATION_SHARE = 0.1
@@ -42,8 +45,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--text", default=None, metavar="FILE",
                         help="train on this UTF-8 text file (default: Python's pydoc_data.topics, "
                              "about 465k characters, no download)")
-    parser.add_argument("--backend", default="numpy",
-                        help="numpy (default), torch, cupy, jax or array_api_strict")
+    parser.add_argument("--backend", default="numpy", help=backend_help())
     parser.add_argument("--device", default=None,
                         help="cpu, cuda:0, ... (default: the backend's first device)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -77,9 +79,9 @@ def add_arguments(parser) -> None:
                         help="write the model and optimizer to this .safetensors file at each "
                              "evaluation and at the end (atomically), the vocabulary beside it")
     parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="PNG",
-                        help="write the loss curves to this PNG (needs matplotlib; default: "
-                             "<corpus>-lm-curves.png when matplotlib is installed; --plot none: "
-                             "no plot)")
+                        help="write the loss curves to this image (.png, .svg, .pdf, .jpg; needs "
+                             "matplotlib; default: <corpus>-lm-curves.png when matplotlib is "
+                             "installed; --plot none: no plot)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for NumPy's BLAS and PyTorch (1; 0: the libraries' "
                              "default)")
@@ -89,9 +91,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     _check_arguments(args)
     text, corpus = _corpus(args.text)
+    check_output_path("--save", args.save)
     args.plot = plot_destination(args.plot, DEFAULT_PLOT, f"{corpus}-lm-curves.png")
-    for option, path in (("--save", args.save), ("--plot", args.plot)):
-        check_output_path(option, path)
     backend, device = resolve_target(args.backend, args.device)
     limit_threads(backend, args.threads)
     vocabulary = CharacterVocabulary(text)
@@ -175,8 +176,8 @@ def _check_arguments(args) -> None:
     if args.d_model % args.heads:
         raise CommandError(f"--d-model ({args.d_model}) must be divisible by --heads "
                            f"({args.heads})")
-    if not args.lr > 0:
-        raise CommandError(f"--lr must be positive, got {args.lr}")
+    check_learning_rate(args.lr)
+    check_seed(args.seed)
     if not 0.0 <= args.dropout < 1.0:
         raise CommandError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.sample_length < 0 or args.temperature < 0:

@@ -9,6 +9,9 @@ Where the work happens:
   and each batch is ``xp.take(inputs, indices, axis=0)`` of a slice of it: the
   inputs themselves never go back to the host. Move the data there first, once,
   with ``Dataset.to``.
+* ``epoch_order`` makes an epoch's indices and ``__iter__`` cuts them into batches;
+  ``DistributedBatches`` (``distributed_batches.py``) changes only the first: each
+  rank keeps its share of the same permutation.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 import math
 
 import array_api_compat
+import numpy as np
 
-from mnn import backends
+from mnn.backends import Placement
 from mnn.data.dataset import Dataset
 from mnn.initializers import host_generator
 
@@ -44,24 +48,34 @@ class Batches:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = host_generator(rng)
         self.xp = array_api_compat.array_namespace(inputs, labels)
-        self.backend = backends.for_array(inputs)
-        self.device = array_api_compat.device(inputs)
+        self.placement = Placement.of(inputs)
 
     @property
     def n_samples(self) -> int:
         return int(self.inputs.shape[0])
 
+    @property
+    def samples_per_epoch(self) -> int:
+        """How many samples one epoch yields: all of them."""
+        return self.n_samples
+
     def __len__(self) -> int:
         """Batches per epoch."""
         divide = math.floor if self.drop_last else math.ceil
-        return divide(self.n_samples / self.batch_size)
+        return divide(self.samples_per_epoch / self.batch_size)
+
+    def epoch_order(self) -> np.ndarray:
+        """The next epoch's sample indices, in order, on the host (``samples_per_epoch`` of them).
+
+        Shuffled: a new permutation from the generator each epoch, drawn on the host so
+        that the order is the same on every backend.
+        """
+        n = self.n_samples
+        return self.generator.permutation(n) if self.shuffle else np.arange(n)
 
     def __iter__(self):
-        n, xp = self.n_samples, self.xp
-        if self.shuffle:  # drawn on the host: the same order on every backend
-            order = self.backend.from_host(self.generator.permutation(n), self.device, xp.int64)
-        else:
-            order = xp.arange(n, dtype=xp.int64, device=self.device)
+        xp, n = self.xp, self.samples_per_epoch
+        order = self.placement.from_host(self.epoch_order(), "int64")  # one copy per epoch
         for b in range(len(self)):
             indices = order[b * self.batch_size:min((b + 1) * self.batch_size, n)]
             yield xp.take(self.inputs, indices, axis=0), xp.take(self.labels, indices, axis=0)

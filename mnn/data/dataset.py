@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnn import backends
+from mnn.backends import Placement, to_host
 from mnn.data.errors import DataError
 
 
@@ -44,12 +44,10 @@ class Dataset:
         Inputs become floating point of ``dtype``, labels ``int64``. ``device`` is a
         name such as ``"cuda:0"``; the backend's default device if not given.
         """
-        backend = backends.for_namespace(backend)
-        where = backend.default_device() if device is None else backend.device(device)
+        where = Placement.named(backend, device, dtype)
         inputs, labels = self.to_host()
-        return Dataset(backend.from_host(inputs, where, backend.dtype(dtype)),
-                       backend.from_host(labels, where, backend.dtype("int64")), self.name)
+        return Dataset(where.from_host(inputs), where.from_host(labels, "int64"), self.name)
 
     def to_host(self) -> tuple[np.ndarray, np.ndarray]:
         """``(inputs, labels)`` as host NumPy arrays."""
-        return tuple(backends.for_array(a).to_host(a) for a in (self.inputs, self.labels))
+        return to_host(self.inputs), to_host(self.labels)

@@ -13,16 +13,15 @@ Checksums are written ``"<algorithm>:<hex digest>"`` (``"md5:f68b..."``,
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
-import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 
 from mnn.data.errors import DownloadError
+from mnn.files import atomic_file
 
 _CHUNK = 1 << 16
 
@@ -80,30 +79,33 @@ def _fetch(name: str, path: str, checksum: str, base_urls: Sequence[str], timeou
                         + "; ".join(failures) + "." + hint)
 
 
-def _download_to(url: str, path: str, checksum: str, timeout: float) -> str:
-    """Stream ``url`` into a temporary file; rename it to ``path`` if its digest is ``checksum``.
+class _ChecksumMismatch(Exception):
+    """The downloaded bytes are not the published ones: the new file is not kept."""
 
-    Returns the digest found. On a mismatch or any error the temporary file is removed.
+    def __init__(self, got: str) -> None:
+        super().__init__(got)
+        self.got = got
+
+
+def _download_to(url: str, path: str, checksum: str, timeout: float) -> str:
+    """Stream ``url`` into ``path`` atomically, kept only if its digest is ``checksum``.
+
+    Returns the digest found. On a mismatch or any error nothing is left behind and
+    an old file at ``path`` stays as it was (``mnn.files.atomic_file``).
     """
     algorithm = _algorithm(checksum)
     digest = hashlib.new(algorithm, usedforsecurity=False)  # integrity, not security
-    temporary = os.path.join(os.path.dirname(path),
-                             f".{os.path.basename(path)}.{secrets.token_hex(6)}.part")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, \
-                open(temporary, "xb") as file:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_file(path) as file:
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 digest.update(chunk)
                 file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        got = f"{algorithm}:{digest.hexdigest()}"
-        if got == checksum:
-            os.replace(temporary, path)
-        return got
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
+            got = f"{algorithm}:{digest.hexdigest()}"
+            if got != checksum:
+                raise _ChecksumMismatch(got)  # leaves the with block: the bytes are dropped
+    except _ChecksumMismatch as mismatch:
+        return mismatch.got
+    return got
 
 
 def _algorithm(checksum: str) -> str:

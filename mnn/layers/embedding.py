@@ -75,9 +75,7 @@ class Embedding(BaseLayer):
 
     def compute_backward(self, xp, gradients, ids):
         rows = xp.reshape(gradients, (-1, self.embedding_dim))
-        start = self.grads["w"]
-        if start is None:
-            start = xp.zeros_like(self.params["w"])
         # Eq. (3) as a scatter-add: repeated ids add up, and no N x V one-hot is built.
-        self.grads["w"] = self.placement.backend.scatter_add(start, ids, rows)
+        zeros = xp.zeros_like(self.params["w"])
+        self.add_grad("w", self.placement.backend.scatter_add(zeros, ids, rows))
         return None

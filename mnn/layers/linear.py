@@ -89,13 +89,14 @@ class LinearLayer(BaseLayer):
         return outputs
 
     def compute_backward(self, xp, gradients, inputs):
-        flat_g = xp.reshape(gradients, (-1, self.out_features))
-        flat_x = xp.reshape(inputs, (-1, self.in_features))
-        # Eq. (3) as a contraction over the batch axis: at batch 1, ``g.T @ x`` is a
-        # matmul with inner dimension 1, which NumPy runs ~10x slower than tensordot.
-        self.add_grad("w", xp.tensordot(flat_g, flat_x, axes=([0], [0])))
+        # Eq. (2) first, with W as the forward used it: a fused SGD updates W in add_grad.
+        # Nobody needs it for the first layer of a network (input_grad False): skip a GEMM.
+        grad_inputs = gradients @ self.params["w"] if self.input_grad else None
+        flat_g, flat_x = gradients, inputs
+        if len(inputs.shape) != 2:  # leading dimensions are all batch: flatten them
+            flat_g = xp.reshape(gradients, (-1, self.out_features))
+            flat_x = xp.reshape(inputs, (-1, self.in_features))
+        self.add_grad_product("w", flat_g, flat_x)  # Eq. (3): g^T x, a sum over the batch
         if self.bias:
             self.add_grad("b", xp.sum(flat_g, axis=0))  # Eq. (4)
-        if not self.input_grad:
-            return None  # nobody needs it (e.g. the first layer of a network): skip a GEMM
-        return gradients @ self.params["w"]  # Eq. (2)
+        return grad_inputs

@@ -31,8 +31,12 @@ def label_mask(layer, xp, logits, labels, axis: int):
     n = shape[axis]
     if labels.dtype != xp.int64:
         labels = xp.astype(labels, xp.int64)
-    classes = xp.arange(n, dtype=xp.int64, device=array_api_compat.device(labels))
-    classes = xp.reshape(classes, (n,) + (1,) * (len(shape) - axis - 1))  # along axis
+    device = array_api_compat.device(labels)
+    key = (n, len(shape) - axis - 1, type(labels), device)
+    if getattr(layer, "_classes", (None,))[0] != key:  # made once per kind of batch
+        classes = xp.arange(n, dtype=xp.int64, device=device)
+        layer._classes = key, xp.reshape(classes, (n,) + (1,) * key[1])  # along axis
+    classes = layer._classes[1]
     mask = xp.reshape(labels, shape[:axis] + (1,) + shape[axis + 1:]) == classes
     if int(xp.count_nonzero(mask)) != count(labels):
         low, high = int(xp.min(labels)), int(xp.max(labels))

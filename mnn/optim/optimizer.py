@@ -81,7 +81,7 @@ class Optimizer:
             param = layer.params[key]
             state = self.state.setdefault(name, {})
             for entry, value in state.items():
-                state[entry] = placed_like(value, layer.placement)
+                state[entry] = placed_like(value, param, layer.placement)
             layer.params[key] = self.update(layer.placement, param, layer.grads[key], state)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -172,10 +172,16 @@ class Optimizer:
         self.check_hyperparameters()
 
 
-def placed_like(value, where):
-    """``value`` moved to the ``Placement`` ``where`` if it is an array that lives elsewhere
-    (state from a checkpoint on the host, or from before ``model.to(...)``); scalars pass."""
-    if not hasattr(value, "shape") or Placement.of(value) == where:
+def placed_like(value, param, where):
+    """``value`` moved to ``where``, the ``Placement`` of ``param``, if it is an array that
+    lives elsewhere (state from a checkpoint on the host, or from before ``model.to(...)``);
+    scalars pass. Asked every step of every state array, so the usual answer is quick."""
+    if not hasattr(value, "shape"):
+        return value
+    if (type(value) is type(param) and value.dtype == param.dtype  # the usual case: in place
+            and getattr(value, "device", None) == getattr(param, "device", None)):
+        return value
+    if Placement.of(value) == where:
         return value
     return where.from_host(to_host(value), dtype=where.dtype)
 

@@ -1,0 +1,50 @@
+"""Sphinx configuration of the documentation site (``nox -s docs`` builds and checks it).
+
+    sphinx-build -W --keep-going -b html docs/site build/site
+
+What goes in: this folder's pages (the index and the API reference), the guides
+``docs/*.md`` (MyST Markdown, GitHub's math syntaxes included) and the docstrings
+(autodoc). ``mnn_pages.py`` writes the pages that follow the code, one per guide and
+one per layer, into ``guides/`` and ``layers/`` here (git ignores both).
+``offline_math.py`` renders math with a MathJax copied from a Python package into
+the site: nothing is loaded from a CDN, at build time or in the reader's browser.
+"""
+
+import sys
+from pathlib import Path
+
+SITE = Path(__file__).resolve().parent
+sys.path.insert(0, str(SITE))  # the local extensions: offline_math, mnn_pages
+
+import mnn  # noqa: E402
+
+project = "mnn: Manual Neural Networks"
+release = version = mnn.__version__
+copyright = "the mnn authors"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.viewcode",  # each object links to its highlighted source
+    "myst_parser",
+    "offline_math",
+    "mnn_pages",
+]
+
+# The guides are written for GitHub, which renders $...$, $$...$$ and ```math fences.
+myst_enable_extensions = ["dollarmath"]
+myst_fence_as_directive = ["math"]
+myst_heading_anchors = 3  # [text](#a-heading) links work as on GitHub
+
+autodoc_member_order = "bysource"  # a layer page reads like its file: class, then helpers
+# An override without a docstring would repeat its parent's (and its formulas) once per class.
+autodoc_inherit_docstrings = False
+add_module_names = False
+
+exclude_patterns = ["_build"]
+html_theme = "furo"
+html_title = f"mnn {release}"
+html_show_sphinx = False
+html_last_updated_fmt = None
+html_static_path = ["_static"]
+html_css_files = ["math.css"]
+html_favicon = "_static/favicon.svg"  # without one, every browser asks for a missing /favicon.ico

@@ -1,0 +1,40 @@
+"""The nox matrix on a machine without a GPU: CUDA sessions skip before they install anything.
+
+Plain ``nox`` once downloaded 1.6 GB of CUDA wheels (cupy, a CUDA torch) only to find no
+GPU in the probe that ran after the install.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_noxfile():
+    pytest.importorskip("nox", reason="nox is not installed (it is in the test extra)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mnn_noxfile", ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_cuda_session_without_a_gpu_installs_nothing(tmp_path):
+    noxfile = _load_noxfile()
+    reason = noxfile._nvidia_gpu_absent()
+    if reason is None:
+        pytest.skip("this machine has an NVIDIA GPU: the CUDA sessions run here")
+    result = subprocess.run([sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"),
+                             "--envdir", str(tmp_path), "-k", "cupy"],
+                            capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output  # skipped, not failed: it was not asked for by name
+    assert "Session tests(cupy-cuda) skipped: no usable cuda device for cupy" in output, output
+    installed = list(tmp_path.glob("*/lib/python*/site-packages/*"))
+    assert not [p for p in installed if "cupy" in p.name.lower()], installed
+    assert "pip install" not in output and "python -m pip" not in output, output
