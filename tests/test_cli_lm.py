@@ -90,7 +90,7 @@ def test_numpy_and_torch_train_alike_from_the_same_seed(tmp_path, text_file):
 @pytest.mark.parametrize(("args", "message"), [
     (["--steps", "0"], "--steps must be at least 1, got 0"),
     (["--d-model", "10", "--heads", "4"], "--d-model (10) must be divisible by --heads (4)"),
-    (["--lr", "0"], "--lr must be positive"),
+    (["--lr", "0"], "--lr must be a positive finite number"),
     (["--dropout", "1"], "--dropout must be in [0, 1)"),
     (["--top-k", "0"], "--top-k must be at least 1"),
     (["--prompt", "Z"], "the character 'Z' is not in the vocabulary"),

@@ -112,3 +112,12 @@ def test_matches_torch_layer_norm(rng, normalized):
                          (layer.grads["w"], reference_layer.weight.grad),
                          (layer.grads["b"], reference_layer.bias.grad)]:
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_a_variance_that_overflows_gives_nan_not_a_wrong_value(target):
+    """(1e30)^2 overflows float32: that sample is nan (as in torch), the others are right."""
+    x = np.array([[0.2, -0.5, 1.0, -1e30], [0.2, -0.5, 1.0, 3.0]])
+    layer = mnn.LayerNorm(4)
+    out = target.to_host(layer(target.asarray(x, "float32")))
+    assert np.all(np.isnan(out[0]))
+    np.testing.assert_allclose(out[1], reference(x[1:], 1)[0], rtol=1e-5, atol=1e-6)

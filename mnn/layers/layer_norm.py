@@ -75,7 +75,8 @@ class LayerNorm(BaseLayer):
 
     where the bars are means over the :math:`n` entries. The forward keeps
     :math:`\hat x` and :math:`r`: one array the size of the input, and one number
-    per sample.
+    per sample. A sample whose variance overflows the dtype (entries beyond about
+    :math:`10^{19}` in float32) gives nan, as in torch, rather than a finite wrong value.
     """
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
@@ -114,6 +115,9 @@ class LayerNorm(BaseLayer):
         normalized = x - xp.mean(x, axis=-1, keepdims=True)  # x - mu, Eq. (1)
         variance = xp.vecdot(normalized, normalized, axis=-1)[..., None] / self.size
         rstd = 1.0 / xp.sqrt(variance + self.eps)  # r, Eq. (1)
+        # A variance that overflows (entries past ~1e19 in float32) gives nan, as torch does,
+        # not r = 0 and a finite wrong output. One number per sample: no pass over the inputs.
+        rstd = xp.where(xp.isfinite(variance), rstd, xp.nan)
         normalized *= rstd  # x-hat, Eq. (2)
         self.save_for_backward(normalized, rstd)
         if not self.elementwise_affine:
