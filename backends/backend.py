@@ -9,6 +9,7 @@ lives here, as methods an adapter overrides where its library differs:
 * ``synchronize``: wait for queued work, so that timings mean something;
 * ``random_normal``, ``random_uniform``: seeded random numbers made on the device;
 * ``erf``: the error function (exact GELU), where the library has one;
+* ``sigmoid``: the logistic function, in one pass where the library has a kernel for it;
 * ``scatter_add``: index accumulation (repeated indices add up), which the
   standard has no function for;
 * ``add_scaled``: ``target += alpha * source`` (the gradient descent update) in
@@ -145,6 +146,28 @@ class Backend:
         this default raises ``NotImplementedError`` saying so.
         """
         raise NotImplementedError(f"{self.name} has no erf function")
+
+    def sigmoid(self, x):
+        r"""The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`, elementwise.
+
+        The standard can compute it, but in five passes over ``x`` (negate, cap, ``exp``,
+        add one, reciprocal), which is what this default does; PyTorch, JAX and CuPy
+        override it with their one-pass kernels (PyTorch's CPU ``sigmoid`` took a
+        quarter of the time of those five). ``Sigmoid`` and ``GELU`` compute with it.
+
+        The exponent :math:`-x` is capped at :math:`m = \ln(\text{largest float}) - 1`
+        (87.7 in float32, 708.8 in float64), so :math:`e^{-x}` never overflows. Only
+        :math:`x < -m` is affected: there :math:`0 < \sigma(x) < e^{-m}` (below
+        :math:`10^{-38}` in float32, :math:`3 \cdot 10^{-308}` in float64, the bottom
+        of the range) and the result is about :math:`e^{-m}`. Elsewhere each step
+        rounds once, so the result is good to a few units in the last place: no
+        difference of nearly equal numbers is taken.
+        """
+        xp = array_api_compat.array_namespace(x)
+        cap = math.log(float(xp.finfo(x.dtype).max)) - 1.0
+        e = xp.exp(xp.minimum(-x, cap))
+        e += 1.0
+        return 1.0 / e
 
     def scatter_add(self, target, indices, values):
         r"""``target`` with ``values[k]`` added to row ``indices[k]``; repeated indices add up.

@@ -65,6 +65,11 @@ class CupyBackend(Backend):
 
         return erf(x)
 
+    def sigmoid(self, x):
+        from cupyx.scipy.special import expit  # comes with cupy
+
+        return expit(x)
+
     def scatter_add(self, target, indices, values):
         import cupyx  # comes with cupy, which is already imported if we hold a cupy array
 

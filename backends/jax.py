@@ -73,6 +73,9 @@ class JaxBackend(Backend):
     def erf(self, x):
         return self.library().scipy.special.erf(x)
 
+    def sigmoid(self, x):
+        return self.library().nn.sigmoid(x)
+
     def scatter_add(self, target, indices, values):
         return target.at[indices].add(values)  # functional: a new array, repeats add up
 

@@ -74,6 +74,9 @@ class TorchBackend(Backend):
     def erf(self, x):
         return self.library().special.erf(x)
 
+    def sigmoid(self, x):
+        return self.library().sigmoid(x)
+
     def scatter_add(self, target, indices, values):
         return target.index_add(0, indices, values)
 

@@ -5,6 +5,7 @@ import importlib
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import array_api_compat
 import numpy as np
@@ -272,6 +273,24 @@ def test_random_uniform_is_seeded(target, dtype):
 def test_random_uniform_from_a_numpy_generator_is_the_host_stream(target):
     out = target.backend.random_uniform((4, 3), np.random.default_rng(5), target.device, "float64")
     np.testing.assert_array_equal(target.to_host(out), np.random.default_rng(5).random((4, 3)))
+
+
+# --- sigmoid ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("generic", [False, True], ids=["adapter", "standard-fallback"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_is_accurate_everywhere(target, dtype, generic):
+    """Against 1 / (1 + e^-x) in long double: a few ulps; no overflow at x = -1e4."""
+    host = np.concatenate([np.linspace(-30, 30, 121), [-80.0, -1e4, 1e4, 0.0]]).astype(dtype)
+    sigmoid = backends.Backend.sigmoid if generic else type(target.backend).sigmoid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in exp"
+        out = sigmoid(target.backend, target.asarray(host, dtype))
+    assert target.backend.owns(out) and dtype_name(out.dtype) == dtype
+    exact = 1 / (1 + np.exp(-np.asarray(host, dtype=np.longdouble)))
+    ulp = np.finfo(dtype).eps
+    np.testing.assert_allclose(target.to_host(out), exact.astype(dtype), rtol=8 * ulp,
+                               atol=np.finfo(dtype).tiny * 4)
 
 
 # --- erf --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ r"""The logistic sigmoid, elementwise."""
 
 from __future__ import annotations
 
+from mnn import backends
 from mnn.base import BaseLayer
 from mnn.registry import register_layer
 
@@ -15,16 +16,18 @@ class Sigmoid(BaseLayer):
     .. math::
         y_i = \sigma(x_i) = \frac{1}{1 + e^{-x_i}}  \qquad (1)
 
-    For :math:`x \ll 0`, :math:`e^{-x}` overflows (:math:`e^{1000}`). Multiplying
-    numerator and denominator by :math:`e^{x}` gives the same value written with
-    :math:`e^{x}` instead, so with :math:`e = e^{-|x|} \in (0, 1]`, which never
-    overflows:
+    The backend adapter computes it (``Backend.sigmoid``): the library's one-pass kernel
+    where it has one (``torch.sigmoid``, ``jax.nn.sigmoid``), else (1) from the
+    standard's functions. For :math:`x \ll 0`, :math:`e^{-x}` would overflow
+    (:math:`e^{1000}`); that version caps the exponent at
+    :math:`m = \ln(\text{largest float}) - 1`:
 
     .. math::
-        \sigma(x) = \begin{cases} \dfrac{1}{1 + e} & x \ge 0 \\[1ex]
-                                  \dfrac{e}{1 + e} & x < 0 \end{cases}  \qquad (2)
+        y_i = \frac{1}{1 + e^{\min(-x_i,\, m)}}  \qquad (2)
 
-    Both branches are accurate to the last bit: no difference of nearly equal numbers.
+    which differs from (1) only where :math:`\sigma(x) < e^{-m}` (below
+    :math:`10^{-38}` in float32), and is accurate to a few units in the last place
+    everywhere: no difference of nearly equal numbers is taken.
 
     Jacobian
     --------
@@ -48,9 +51,7 @@ class Sigmoid(BaseLayer):
         self.expect_inputs()
 
     def compute_forward(self, xp, inputs, feedbacks):
-        e = xp.exp(-xp.abs(inputs))  # in (0, 1]: cannot overflow
-        reciprocal = 1.0 / (1.0 + e)
-        outputs = xp.where(inputs >= 0, reciprocal, e * reciprocal)  # Eq. (2)
+        outputs = backends.for_array(inputs).sigmoid(inputs)  # Eq. (1), or (2)
         self.save_for_backward(outputs)
         return outputs
 
