@@ -52,8 +52,10 @@ class Backend:
         return sys.modules[self.module]
 
     def owns(self, array) -> bool:
-        """Whether ``array`` belongs to this library (its type comes from the library's package)."""
-        return type(array).__module__.partition(".")[0] == self.module
+        """Whether ``array`` belongs to this library: its type comes from ``module`` or one of
+        its submodules (``torch.nn.parameter``, ``dask.array.core``)."""
+        home = type(array).__module__
+        return home == self.module or home.startswith(self.module + ".")
 
     def namespace(self):
         """The array API namespace of this library (array_api_compat wraps where needed).
@@ -105,9 +107,17 @@ class Backend:
         return np.asarray(array)
 
     def from_host(self, host: np.ndarray, device, dtype=None):
-        """A new array (never a view of ``host``: parameters are updated in place)."""
-        xp = self.library()
-        return xp.asarray(host, device=device, dtype=dtype, copy=True)
+        """A new array (never a view of ``host``: parameters are updated in place).
+
+        This default asks the library's own ``asarray`` for the array (every array
+        library has one, and takes a NumPy array), then the array API namespace of the
+        result for the device and dtype: array_api_compat gives ``device=`` to libraries
+        whose own ``asarray`` lacks it (dask.array). ``host`` is copied first, because a
+        lazy library (dask) would otherwise keep reading it.
+        """
+        array = self.library().asarray(np.array(host, copy=True))
+        xp = array_api_compat.array_namespace(array)
+        return xp.asarray(array, device=device, dtype=self.dtype(dtype))
 
     # --- what the standard lacks ---------------------------------------------------
 
@@ -152,9 +162,17 @@ class Backend:
         an adapter can make one (torch's ``add_(source, alpha=...)``).
         Returns the result: ``target`` itself, or a new array where arrays are
         immutable (JAX).
+
+        Python's ``+=`` makes a new array when the array type has no in-place add; a
+        library that still allows item assignment (dask.array) gets the sum written
+        into ``target`` then, as NumPy and torch arrays are updated in place.
         """
-        target += alpha * source
-        return target
+        result = target
+        result += alpha * source
+        if result is not target and array_api_compat.is_writeable_array(target):
+            target[...] = result
+            return target
+        return result
 
     def __repr__(self) -> str:
         return f"<mnn backend {self.name!r}>"

@@ -21,6 +21,7 @@ from mnn.errors import (
 from mnn.initializers import manual_seed
 from mnn.layers import *  # noqa: F403
 from mnn.layers import __all__ as _layers
+from mnn.registry import register_layer, register_optimizer
 
 __version__ = "0.1.0"
 
@@ -28,5 +29,6 @@ __all__ = [
     "backends", "optim", "BaseLayer", "manual_seed", "save", "load",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
     "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError",
+    "register_layer", "register_optimizer",
     *_layers,
 ]
