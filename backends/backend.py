@@ -43,6 +43,7 @@ class Backend:
         return self.module
 
     def is_loaded(self) -> bool:
+        """Whether the library is imported already (only then can an array be its own)."""
         return self.module in sys.modules
 
     def library(self):
@@ -83,6 +84,7 @@ class Backend:
         raise NotImplementedError
 
     def default_device(self):
+        """The device object of the first device present; ``RuntimeError`` if there is none."""
         present = self.devices()
         if not present:
             raise RuntimeError(f"backend {self.name!r} has no device present on this machine")
@@ -93,6 +95,7 @@ class Backend:
         return name
 
     def device_name(self, device) -> str:
+        """The name of a device object, as ``devices()`` lists it (the inverse of ``device``)."""
         return str(device)
 
     def synchronize(self, device, *arrays) -> None:
@@ -104,6 +107,7 @@ class Backend:
     # --- host <-> device -----------------------------------------------------------
 
     def to_host(self, array) -> np.ndarray:
+        """A NumPy array on the host with the values, shape and dtype of ``array``."""
         return np.asarray(array)
 
     def from_host(self, host: np.ndarray, device, dtype=None):

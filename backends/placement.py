@@ -63,6 +63,7 @@ class Placement(NamedTuple):
         return self.backend.namespace()
 
     def with_dtype(self, dtype) -> Placement:
+        """This library and device with another dtype (a dtype or its name)."""
         return self._replace(dtype=self.backend.dtype(dtype))
 
     def from_host(self, host, dtype=None):

@@ -42,6 +42,7 @@ from mnn.checks import (
     check_shape,
     normalize_axis,
 )
+from mnn.deprecation import warn_deprecated
 from mnn.errors import (
     BackwardBeforeForwardError,
     BackwardTwiceError,
@@ -120,9 +121,14 @@ class BaseLayer:
     # --- what a layer writes -----------------------------------------------------------
 
     def compute_forward(self, xp, inputs, feedbacks):
+        """The layer's output for checked ``inputs`` (and a loss's ``feedbacks``), computed in
+        the namespace ``xp``; keeps what backward needs with ``save_for_backward``."""
         raise NotImplementedError(f"{self.name} does not define compute_forward")
 
     def compute_backward(self, xp, *gradients_and_saved):
+        """The gradient with respect to the inputs, from the checked ``gradients`` of the
+        output and the values the forward saved (a loss gets no gradients); adds the
+        parameter gradients with ``add_grad``."""
         raise NotImplementedError(f"{self.name} does not define compute_backward")
 
     # --- the template ------------------------------------------------------------------
@@ -168,6 +174,15 @@ class BaseLayer:
     def save_for_backward(self, *values) -> None:
         """Keep ``values`` for the next ``backward``; they arrive as its ``*saved``."""
         self._saved = values
+
+    def saved_for_backward(self) -> tuple:
+        """Deprecated: what the last forward saved, used up as by ``backward``. Layers written
+        before the template overrode ``backward`` and called it; write
+        ``compute_backward(xp, gradients, *saved)`` instead, which receives the values."""
+        warn_deprecated(f"{self.name}.saved_for_backward()",
+                        "compute_backward(xp, gradients, *saved), which receives what the "
+                        "forward saved", since="0.1", removed_in="0.3")
+        return self._take_saved()
 
     def _take_saved(self) -> tuple:
         saved = self._saved
@@ -256,6 +271,7 @@ class BaseLayer:
 
     @property
     def name(self) -> str:
+        """The layer's class name, as messages and configs say it."""
         return type(self).__name__
 
     def add_param(self, key: str, host_value: np.ndarray) -> None:

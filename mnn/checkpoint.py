@@ -48,8 +48,6 @@ import stat
 import struct
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save as safetensors_bytes
 
 from mnn.backends import to_host
 from mnn.base import BaseLayer
@@ -70,6 +68,8 @@ def save(model: BaseLayer, path, optimizer=None) -> None:
     The model's arrays may live on any backend and device; they are copied to the
     host. The write is atomic: if it fails, the file at ``path`` is left unchanged.
     """
+    from safetensors.numpy import save as safetensors_bytes  # here: import mnn stays cheap
+
     from mnn import __version__
 
     path = os.fspath(path)
@@ -103,6 +103,8 @@ def load(path, with_optimizer: bool = False):
     ``CheckpointError``, which names the file and lists what does not fit; nothing
     is allocated for the model before its shapes were checked.
     """
+    from safetensors import SafetensorError, safe_open  # here: import mnn stays cheap
+
     from mnn.layers.build import build
     from mnn.optim import build as build_optimizer
 

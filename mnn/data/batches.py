@@ -48,6 +48,7 @@ class Batches:
 
     @property
     def n_samples(self) -> int:
+        """How many samples an epoch goes through."""
         return int(self.inputs.shape[0])
 
     def __len__(self) -> int:

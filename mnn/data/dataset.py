@@ -36,6 +36,7 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
+        """How many classes the labels name: the largest label plus one (0 when empty)."""
         return int(np.max(self.to_host()[1])) + 1 if len(self) else 0
 
     def to(self, backend="numpy", device=None, dtype="float32") -> Dataset:

@@ -50,6 +50,7 @@ class Optimizer:
 
     @property
     def name(self) -> str:
+        """The optimizer's class name, as messages and configs say it."""
         return type(self).__name__
 
     def __repr__(self) -> str:
