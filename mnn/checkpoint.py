@@ -211,7 +211,8 @@ def _sorted_header(data: bytes) -> bytes:
 
 
 def _host(array) -> np.ndarray:
-    return np.ascontiguousarray(to_host(array))
+    # C order, as safetensors writes it; not np.ascontiguousarray, which makes a 0-d array 1-d.
+    return np.asarray(to_host(array), order="C")
 
 
 def _to_json(value, what: str) -> str:

@@ -542,3 +542,25 @@ def test_a_save_killed_by_sigkill_leaves_a_temporary_file_that_the_next_save_rem
     assert_same_state(host_state(mnn.load(path)), host_state(classifier(seed=1)))  # untouched
     mnn.save(classifier(seed=3), path)
     assert os.listdir(tmp_path) == [path.name]
+
+
+@mnn.register_layer
+class Scaled(mnn.BaseLayer):
+    """``y = a x`` with a 0-d parameter ``a``: a shape of ``()`` round-trips too."""
+
+    def __init__(self, a=2.0):
+        super().__init__()
+        self.args = {"a": a}
+        self.add_param("a", np.full((), a))
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        return self.params["a"] * inputs
+
+
+def test_a_0d_parameter_round_trips(tmp_path, target):
+    """It came back as shape (1,) (np.ascontiguousarray makes 0-d arrays 1-d), and load refused."""
+    net = mnn.SequentialLayers([Scaled(3.0)])
+    net(target.asarray(np.ones(2)))  # the parameter moves to the target
+    mnn.save(net, tmp_path / "scaled.safetensors")
+    loaded = mnn.load(tmp_path / "scaled.safetensors")
+    assert loaded.state_dict()["0.a"].shape == () and float(loaded.state_dict()["0.a"]) == 3.0
