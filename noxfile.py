@@ -5,6 +5,7 @@
     nox -s "tests(torch-cuda)"   # one session; fails loudly if its device is absent
     nox -s matrix                # every test session, then a table of what ran where
     nox -s downstream            # the example project of tests/downstream/ on each CPU backend
+    nox -s typecheck             # mypy --strict on downstream code that uses mnn's API
 
 A device counts as present only if an allocation on it works, probed in the
 session's own Python after the install. Under plain ``nox`` an absent device skips
@@ -29,7 +30,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["tests", "downstream", "lint", "docs-check"]
+nox.options.sessions = ["tests", "downstream", "typecheck", "lint", "docs-check"]
 
 # The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
@@ -175,6 +176,16 @@ def downstream(session: nox.Session, cell_id: str) -> None:
         report = [f"--junitxml={junit}-protocol.xml"] if report else []
         session.chdir(session.create_tmp())
         session.run("pytest", str(ROOT / "tests" / "test_backends.py"), *report, env=env)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on downstream code that uses mnn's API, against an installed mnn (py.typed):
+    tests/downstream/typed_usage.py and the example library of tests/downstream/example."""
+    session.install(".", "mypy>=1.10")
+    session.chdir(session.create_tmp())  # from the root, mypy would read the source mnn/ instead
+    session.run("mypy", "--strict", str(DOWNSTREAM / "typed_usage.py"),
+                str(DOWNSTREAM / "example" / "src" / "mnn_example"), *session.posargs)
 
 
 @nox.session

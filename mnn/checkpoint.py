@@ -46,6 +46,7 @@ import json
 import os
 import stat
 import struct
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 
@@ -54,6 +55,10 @@ from mnn.base import BaseLayer
 from mnn.errors import CheckpointError
 from mnn.files import atomic_write
 from mnn.initializers import skip_init
+from mnn.types import Path
+
+if TYPE_CHECKING:
+    from mnn.optim import Optimizer
 
 #: Bumped when the layout of the file changes; ``load`` refuses versions it does not know.
 FORMAT_VERSION = 1
@@ -62,7 +67,7 @@ OPTIMIZER_PREFIX = "optimizer/"
 DTYPES = {"F64": np.dtype("float64"), "F32": np.dtype("float32"), "F16": np.dtype("float16")}
 
 
-def save(model: BaseLayer, path, optimizer=None) -> None:
+def save(model: BaseLayer, path: Path, optimizer: Optimizer | None = None) -> None:
     """Write ``model`` (weights and architecture), and ``optimizer`` if given, to ``path``.
 
     The model's arrays may live on any backend and device; they are copied to the
@@ -93,7 +98,13 @@ def save(model: BaseLayer, path, optimizer=None) -> None:
     atomic_write(path, _sorted_header(safetensors_bytes(tensors, metadata=metadata)))
 
 
-def load(path, with_optimizer: bool = False):
+@overload
+def load(path: Path, with_optimizer: Literal[False] = False) -> BaseLayer: ...
+@overload
+def load(path: Path, with_optimizer: Literal[True]) -> tuple[BaseLayer, Optimizer]: ...
+
+
+def load(path: Path, with_optimizer: bool = False) -> BaseLayer | tuple[BaseLayer, Optimizer]:
     """The model saved at ``path``, or ``(model, optimizer)`` with ``with_optimizer=True``.
 
     The model is rebuilt from its stored config and comes back on the host as NumPy

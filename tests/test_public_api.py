@@ -3,6 +3,10 @@ go away warn first (docs/design.md, "Deprecations")."""
 
 import importlib
 import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +20,8 @@ PUBLIC_MODULES = ["mnn", "mnn.backends", "mnn.layers", "mnn.optim", "mnn.testing
 
 
 def public_objects():
-    """(qualified name, object) for every class, function and module in the ``__all__`` of
-    PUBLIC_MODULES, and every public method and property of those classes."""
+    """``(qualified name, object, class or None)`` for every class, function and module in the
+    ``__all__`` of PUBLIC_MODULES, and every public method and property of those classes."""
     seen, found = set(), []
     for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
@@ -27,25 +31,64 @@ def public_objects():
                                        or inspect.ismodule(obj)):
                 continue  # constants (TOLERANCES, CASES) are described where they are defined
             seen.add(id(obj))
-            found.append((f"{module_name}.{name}", obj))
+            found.append((f"{module_name}.{name}", obj, None))
             if inspect.isclass(obj):
                 for attr in dir(obj):
                     static = inspect.getattr_static(obj, attr)
                     if attr.startswith("_") or not (inspect.isfunction(static) or isinstance(
                             static, (property, classmethod, staticmethod))):
                         continue
-                    found.append((f"{module_name}.{name}.{attr}",
-                                  static if isinstance(static, property) else getattr(obj, attr)))
+                    member = static if isinstance(static, property) else getattr(obj, attr)
+                    found.append((f"{module_name}.{name}.{attr}", member, obj))
     return found
 
 
 def test_every_public_name_has_a_docstring():
-    names = [name for name, _ in public_objects()]
+    names = [name for name, _, _ in public_objects()]
     assert len(names) > 150 and "mnn.BaseLayer.compute_backward" in names  # the walk walks
     # inspect.getdoc: a method that overrides a documented one inherits its docstring.
-    undocumented = [name for name, obj in public_objects()
+    undocumented = [name for name, obj, _ in public_objects()
                     if not (obj.__doc__ if isinstance(obj, property) else inspect.getdoc(obj))]
     assert not undocumented, f"public names without a docstring: {undocumented}"
+
+
+def annotated(function) -> bool:
+    """Every parameter but self/cls, and the return value (but of __init__), has a type hint."""
+    function = function.fget if isinstance(function, property) else function
+    signature = inspect.signature(function)
+    parameters = [p for name, p in signature.parameters.items() if name not in ("self", "cls")]
+    return all(p.annotation is not p.empty for p in parameters) and (
+        function.__name__ == "__init__" or signature.return_annotation is not signature.empty)
+
+
+def test_every_public_callable_has_type_hints():
+    """What mypy --strict needs of mnn's public API (nox -s typecheck checks a downstream file).
+    A method that overrides a hinted one of a base class counts as hinted: the template's
+    compute_forward/compute_backward are hinted once, on BaseLayer."""
+    missing = []
+    for name, obj, owner in public_objects():
+        if inspect.ismodule(obj):
+            continue
+        function = obj.__init__ if inspect.isclass(obj) else obj
+        if not (inspect.isfunction(function) or isinstance(function, property)):
+            continue  # a built-in __init__ (the exceptions')
+        if annotated(function):
+            continue
+        overridden = [getattr(base, function.__name__) for base in (owner.__mro__[1:] if owner
+                      else ()) if function.__name__ in vars(base)]
+        if not (overridden and annotated(overridden[0])):
+            missing.append(name)
+    assert not missing, f"public callables without type hints: {missing}"
+
+
+def test_the_typed_downstream_example_runs():
+    """tests/downstream/typed_usage.py (mypy --strict clean: nox -s typecheck) also works."""
+    path = Path(__file__).parent / "downstream" / "typed_usage.py"
+    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"final loss ([\d.]+); gradcheck True; reloaded True", result.stdout)
+    assert found and float(found.group(1)) < 0.3, result.stdout  # chance: 0.69
 
 
 # --- rng= wherever numbers are drawn ----------------------------------------------------------
@@ -124,3 +167,21 @@ def test_saved_for_backward_still_works_and_warns():
     assert caught[0].filename == __file__
     with pytest.raises(mnn.BackwardTwiceError), pytest.warns(MnnDeprecationWarning):
         layer.backward(np.ones_like(outputs))  # used up, as the template's backward does
+
+
+def test_an_optimizer_update_taking_xp_still_works_and_warns():
+    """Before 0.1's placements, Optimizer.update took the namespace; such an optimizer warns
+    where it is defined and keeps stepping."""
+    with pytest.warns(MnnDeprecationWarning, match=r"HalfStep.update\(self, xp, param, grad, "
+                                                  r"state\) is deprecated .* use update\(self, "
+                                                  r"where, param, grad, state\)") as caught:
+        class HalfStep(mnn.optim.Optimizer):
+            def update(self, xp, param, grad, state):
+                return param - xp.asarray(0.5) * grad
+
+    assert caught[0].filename == __file__
+    layer = mnn.LinearLayer(2, 1, rng=0)
+    weights = np.array(layer.params["w"])
+    layer.backward(layer(np.ones((1, 2))))
+    HalfStep(layer).step()
+    np.testing.assert_allclose(layer.params["w"], weights - 0.5 * layer.grads["w"])

@@ -14,12 +14,14 @@ Where the work happens:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import array_api_compat
 
 from mnn.backends import Placement
 from mnn.data.dataset import Dataset
 from mnn.initializers import host_generator
+from mnn.types import Array, Seed
 
 
 class Batches:
@@ -31,8 +33,8 @@ class Batches:
     ``drop_last=True``. ``rng`` is an int seed or a ``numpy.random.Generator``.
     """
 
-    def __init__(self, inputs, labels=None, batch_size: int = 32, shuffle: bool = True,
-                 rng=0, drop_last: bool = False):
+    def __init__(self, inputs: Array | Dataset, labels: Array = None, batch_size: int = 32,
+                 shuffle: bool = True, rng: Seed = 0, drop_last: bool = False) -> None:
         if isinstance(inputs, Dataset):
             inputs, labels = inputs.inputs, inputs.labels
         if labels is None or int(labels.shape[0]) != int(inputs.shape[0]):
@@ -56,7 +58,7 @@ class Batches:
         divide = math.floor if self.drop_last else math.ceil
         return divide(self.n_samples / self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Array, Array]]:
         n, xp = self.n_samples, self.xp
         if self.shuffle:  # drawn on the host: the same order on every backend
             order = self.placement.from_host(self.generator.permutation(n), "int64")

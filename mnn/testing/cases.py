@@ -30,13 +30,15 @@ from mnn.initializers import host_generator
 #: What a case returns: the layer, its host inputs and its host feedbacks (or None).
 Case = tuple[mnn.BaseLayer, Any, Any]
 
+#: What a case is made by: a function of a generator.
+MakeCase = Callable[[np.random.Generator], Case]
 #: Layer name -> (rng) -> Case. Every layer that mnn exports has one (a test checks).
-CASES: dict[str, Callable[[np.random.Generator], Case]] = {}
+CASES: dict[str, MakeCase] = {}
 
 
-def layer_case(name: str):
+def layer_case(name: str) -> Callable[[MakeCase], MakeCase]:
     """Register the decorated function as the case of the layer called ``name``."""
-    def register(make: Callable[[np.random.Generator], Case]):
+    def register(make: MakeCase) -> MakeCase:
         CASES[name] = make
         return make
     return register
