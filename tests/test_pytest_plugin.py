@@ -65,7 +65,7 @@ def collected(result) -> list[str]:
 
 def entry_point_installed() -> bool:
     points = importlib.metadata.entry_points(group="pytest11", name="mnn")
-    return [point.value for point in points] == ["mnn.testing.plugin_gate:gate"]
+    return [point.value for point in points] == ["_mnn_pytest:gate"]
 
 
 needs_entry_point = pytest.mark.skipif(
@@ -123,9 +123,14 @@ def test_a_third_party_adapter_is_a_default_target(project):
 
 @needs_entry_point
 def test_installed_the_plugin_is_inert_without_dash_p_mnn(project):
-    """Autoloaded into every pytest run, the entry point adds no option, fixture or parameter."""
-    result = run_pytest(project, "-q")
+    """Autoloaded into every pytest run, the entry point adds no option, fixture or parameter,
+    and imports nothing of mnn (nor NumPy)."""
+    (project / "conftest.py").write_text(  # runs after the plugins load, before the tests
+        "import sys\n\nEARLY = sorted({'mnn', 'numpy'} & set(sys.modules))\n\n\n"
+        "def pytest_report_header():\n    return f'imported before the tests: {EARLY}'\n")
+    result = run_pytest(project)
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
+    assert "imported before the tests: []" in result.stdout
     assert "fixture 'target' not found" in result.stdout
     assert "1 passed, 4 errors" in result.stdout  # only test_plain needs no mnn fixture
     result = run_pytest(project, "--target", "numpy:cpu")

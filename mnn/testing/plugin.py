@@ -36,8 +36,8 @@ finds it by that short name. pytest loads every ``pytest11`` entry point of ever
 installed package into every run (unless ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` is set),
 and a project that merely has mnn installed must not get a ``--target`` option,
 fixtures with common names (``device``, ``dtype``) or tests parametrised behind its
-back. So the entry point loads ``mnn.testing.plugin_gate`` alone, whose one hook
-registers this module's hooks and fixtures only when ``-p mnn`` was given.
+back. So the entry point loads the top-level module ``_mnn_pytest`` alone, whose one
+hook registers this module's hooks and fixtures only when ``-p mnn`` was given.
 """
 
 from __future__ import annotations
