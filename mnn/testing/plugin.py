@@ -51,6 +51,7 @@ import numpy as np
 import pytest
 
 from mnn import backends
+from mnn.types import Array, Device, DType, Namespace
 
 #: The environment variable that lists targets, comma-separated (nox sets it).
 TARGETS_VARIABLE = "MNN_TEST_TARGETS"
@@ -68,12 +69,12 @@ class Target:
     device_name: str
 
     @property
-    def device(self) -> Any:
+    def device(self) -> Device:
         """The library's device object."""
         return self.backend.device(self.device_name)
 
     @property
-    def xp(self) -> Any:
+    def xp(self) -> Namespace:
         """The array API namespace of the backend's library."""
         return self.backend.namespace()
 
@@ -82,12 +83,12 @@ class Target:
         """This backend and device, with float64 for floating-point arrays."""
         return backends.Placement.named(self.backend, self.device_name, "float64")
 
-    def asarray(self, host: Any, dtype: str | None = None) -> Any:
+    def asarray(self, host: Any, dtype: str | None = None) -> Array:
         """``host`` (anything NumPy takes) as an array of this target; floats default to float64,
         integers and booleans keep their dtype."""
         return self.placement.from_host(host, dtype)
 
-    def to_host(self, array: Any) -> np.ndarray:
+    def to_host(self, array: Array) -> np.ndarray:
         """A NumPy copy of an array of this target."""
         return self.placement.to_host(array)
 
@@ -186,19 +187,19 @@ def _argnames(mark: pytest.Mark) -> list[str]:
 
 
 @pytest.fixture
-def xp(target: Target) -> Any:
+def xp(target: Target) -> Namespace:
     """The array API namespace of the target's library."""
     return target.xp
 
 
 @pytest.fixture
-def device(target: Target) -> Any:
+def device(target: Target) -> Device:
     """The target's device object."""
     return target.device
 
 
 @pytest.fixture
-def dtype(request: pytest.FixtureRequest, target: Target) -> Any:
+def dtype(request: pytest.FixtureRequest, target: Target) -> DType:
     """A floating dtype of the target's namespace: each of ``DTYPES`` in turn."""
     return target.backend.dtype(request.param)
 
