@@ -170,11 +170,12 @@ def downstream(session: nox.Session, cell_id: str) -> None:
     env = {"MNN_TEST_TARGETS": ",".join(cell.targets)}
     junit = Path(os.environ.get("MNN_MATRIX_DIR", ""), session.name)
     report = [f"--junitxml={junit}.xml"] if os.environ.get("MNN_MATRIX_DIR") else []
+    scratch = Path(session.create_tmp()).resolve()  # before the chdir: it is relative
     session.chdir(DOWNSTREAM / "example")  # its pyproject.toml holds its pytest configuration
     session.run("pytest", "-p", "no:cacheprovider", *report, *session.posargs, env=env)
     if cell.backend == "dask":
         report = [f"--junitxml={junit}-protocol.xml"] if report else []
-        session.chdir(session.create_tmp())
+        session.chdir(scratch)
         session.run("pytest", str(ROOT / "tests" / "test_backends.py"), *report, env=env)
 
 
