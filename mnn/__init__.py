@@ -30,5 +30,6 @@ __all__ = [
     "register_optimizer",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
     "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError",
+    "register_layer", "register_optimizer",
     *_layers,
 ]

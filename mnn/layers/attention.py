@@ -11,6 +11,7 @@ from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.softmax import softmax, softmax_vjp
 from mnn.registry import register_layer
+from mnn.types import Seed
 
 
 @register_layer
@@ -96,7 +97,8 @@ class MultiHeadAttention(BaseLayer):
     Cost: the forward's :math:`O(B H T^2 d + B T D^2)`, times about two.
     """
 
-    def __init__(self, d: int = 64, heads: int = 12, bias: bool = False, *, rng=None):
+    def __init__(self, d: int = 64, heads: int = 12, bias: bool = False, *,
+                 rng: Seed = None) -> None:
         super().__init__()
         positive_int(self.name, "d", d)
         positive_int(self.name, "heads", heads)
