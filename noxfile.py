@@ -5,6 +5,8 @@
     nox -s docs                  # the documentation site: build/site, checked in Chromium
     nox -s "tests(torch-cuda)"   # one session; fails loudly if its device is absent
     nox -s matrix                # every test session, then a table of what ran where
+    nox -s downstream            # the example project of tests/downstream/ on each CPU backend
+    nox -s typecheck             # mypy --strict on downstream code that uses mnn's API
 
 A device counts as present only if an allocation on it works, probed in the
 session's own Python after the install. Under plain ``nox`` an absent device skips
@@ -29,7 +31,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["tests", "lint", "docs-check", "docs"]
+nox.options.sessions = ["tests", "downstream", "typecheck", "lint", "docs-check", "docs"]
 
 # The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
@@ -69,6 +71,14 @@ CELLS = [
          probe="import cupy; cupy.zeros(1)", cuda=True),
     Cell("jax", "cpu", ("jax[cpu]",), ("jax:cpu",)),
 ]
+
+# tests/downstream/: a project built on mnn (a custom layer tested through mnn's pytest
+# plugin) and a third-party adapter, dask.array through the mnn.backends entry point.
+DOWNSTREAM = ROOT / "tests" / "downstream"
+DOWNSTREAM_CELLS = [cell for cell in CELLS if not cell.cuda] + [
+    Cell("dask", "cpu", (str(DOWNSTREAM / "mnn-dask"),), ("dask:cpu",))]
+# The matrix: each family of sessions and its cells.
+SUITES = {"tests": CELLS, "downstream": DOWNSTREAM_CELLS}
 
 
 
@@ -150,6 +160,39 @@ def _from_root(arg: str) -> str:
 
 
 @nox.session
+@nox.parametrize("cell_id", [nox.param(cell.id, id=cell.id) for cell in DOWNSTREAM_CELLS])
+def downstream(session: nox.Session, cell_id: str) -> None:
+    """The example project of tests/downstream/ on one CPU backend (MNN_TEST_TARGETS).
+
+    mnn is installed, and the project's tests run through mnn's pytest plugin (-p mnn). On
+    dask, the third-party adapter, mnn's adapter-protocol tests (tests/test_backends.py)
+    run too.
+    """
+    cell = next(cell for cell in DOWNSTREAM_CELLS if cell.id == cell_id)
+    session.install(".[test]", str(DOWNSTREAM / "example"), *cell.extras)
+    env = {"MNN_TEST_TARGETS": ",".join(cell.targets)}
+    junit = Path(os.environ.get("MNN_MATRIX_DIR", ""), session.name)
+    report = [f"--junitxml={junit}.xml"] if os.environ.get("MNN_MATRIX_DIR") else []
+    scratch = Path(session.create_tmp()).resolve()  # before the chdir: it is relative
+    session.chdir(DOWNSTREAM / "example")  # its pyproject.toml holds its pytest configuration
+    session.run("pytest", "-p", "no:cacheprovider", *report, *session.posargs, env=env)
+    if cell.backend == "dask":
+        report = [f"--junitxml={junit}-protocol.xml"] if report else []
+        session.chdir(scratch)
+        session.run("pytest", str(ROOT / "tests" / "test_backends.py"), *report, env=env)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on downstream code that uses mnn's API, against an installed mnn (py.typed):
+    tests/downstream/typed_usage.py and the example library of tests/downstream/example."""
+    session.install(".", "mypy>=1.10")
+    session.chdir(session.create_tmp())  # from the root, mypy would read the source mnn/ instead
+    session.run("mypy", "--strict", str(DOWNSTREAM / "typed_usage.py"),
+                str(DOWNSTREAM / "example" / "src" / "mnn_example"), *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check on the whole tree (configuration in pyproject.toml)."""
     session.install("ruff>=0.15")
@@ -189,29 +232,39 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def matrix(session: nox.Session) -> None:
-    """Run every test session, then print backend, device, passed, skipped, failed, reasons."""
+    """Run every test session (mnn's suite, then the downstream example), then print suite,
+    backend, device, passed, skipped, failed and the reasons for skips. Arguments after
+    ``--`` go to mnn's suite only."""
     with tempfile.TemporaryDirectory() as folder:
-        report = Path(folder, "nox.json")
-        session.run(sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-r",
-                    "-s", "tests", "--report", str(report), "--", *session.posargs,
-                    env={"MNN_MATRIX_DIR": folder}, success_codes=[0, 1], external=True)
-        results = {(entry["signatures"] or [entry["name"]])[0]: entry
-                   for entry in json.loads(report.read_text())["sessions"]}
+        results = {}
+        for suite in SUITES:
+            report = Path(folder, f"{suite}.json")
+            posargs = session.posargs if suite == "tests" else []
+            session.run(sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-r",
+                        "-s", suite, "--report", str(report), "--", *posargs,
+                        env={"MNN_MATRIX_DIR": folder}, success_codes=[0, 1], external=True)
+            results |= {(entry["signatures"] or [entry["name"]])[0]: entry
+                        for entry in json.loads(report.read_text())["sessions"]}
         rows, reasons = [], []
-        for cell in CELLS:
-            name = f"tests({cell.id})"
-            entry = results.get(name, {"result": "not run", "reason": "missing from nox's report"})
-            junit = Path(folder, f"{name}.xml")
-            if not junit.exists():  # skipped (device absent) or failed before pytest ran
-                rows.append((cell.backend, cell.device, "-", "-", "-", entry["result"]))
-                reasons.append(f"{name} {entry['result']}: {entry.get('reason')}")
-                continue
-            counts, skips = _junit_counts(junit, cell)
-            for target, (passed, skipped, failed) in counts.items():
-                backend, device = target.split(":", 1) if ":" in target else (cell.backend, target)
-                rows.append((backend, device, passed, skipped, failed, entry["result"]))
-            reasons += [f"{name} {target}: {n} x {why}" for (target, why), n in skips.items()]
-    header = ("backend", "device", "passed", "skipped", "failed", "session")
+        for suite, cells in SUITES.items():
+            for cell in cells:
+                name = f"{suite}({cell.id})"
+                entry = results.get(name, {"result": "not run",
+                                           "reason": "missing from nox's report"})
+                junits = sorted(Path(folder).glob(f"{name}*.xml"))
+                if not junits:  # skipped (device absent) or failed before pytest ran
+                    rows.append((suite, cell.backend, cell.device, "-", "-", "-",
+                                 entry["result"]))
+                    reasons.append(f"{name} {entry['result']}: {entry.get('reason')}")
+                    continue
+                counts, skips = _junit_counts(junits, cell)
+                for target, (passed, skipped, failed) in counts.items():
+                    backend, device = (target.split(":", 1) if ":" in target
+                                       else (cell.backend, target))
+                    rows.append((suite, backend, device, passed, skipped, failed,
+                                 entry["result"]))
+                reasons += [f"{name} {target}: {n} x {why}" for (target, why), n in skips.items()]
+    header = ("suite", "backend", "device", "passed", "skipped", "failed", "session")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         session.log("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
@@ -223,12 +276,13 @@ def matrix(session: nox.Session) -> None:
         session.error("some test sessions failed (see the table above)")
 
 
-def _junit_counts(path: Path, cell: Cell):
+def _junit_counts(paths: list[Path], cell: Cell):
     """Per target: (passed, skipped, failed); and skip reasons counted per (target, reason)."""
     ids = {target: "-".join(target.split(":", 1)) for target in cell.targets}
     counts = {target: [0, 0, 0] for target in [*cell.targets, "(no target)"]}
     skips: dict[tuple[str, str], int] = {}
-    for case in ET.parse(path).iter("testcase"):
+    cases = [case for path in paths for case in ET.parse(path).iter("testcase")]
+    for case in cases:
         params = case.get("name", "").partition("[")[2].rstrip("]")
         target = next((t for t, i in ids.items() if f"-{i}-" in f"-{params}-"), "(no target)")
         kind = 2 if case.find("failure") is not None or case.find("error") is not None else (

@@ -26,9 +26,13 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+from types import ModuleType
+from typing import Any
 
 import array_api_compat
 import numpy as np
+
+from mnn.types import Array, Device, DType, Namespace
 
 
 class Backend:
@@ -50,19 +54,22 @@ class Backend:
         return self.module
 
     def is_loaded(self) -> bool:
+        """Whether the library is imported already (only then can an array be its own)."""
         return self.module in sys.modules
 
-    def library(self):
+    def library(self) -> ModuleType:
         """The library itself; only called once it is already imported."""
         if self.module not in sys.modules:
             __import__(self.module)  # asked for by name (to(xp="torch"), a test target)
         return sys.modules[self.module]
 
-    def owns(self, array) -> bool:
-        """Whether ``array`` belongs to this library (its type comes from the library's package)."""
-        return type(array).__module__.partition(".")[0] == self.module
+    def owns(self, array: Array) -> bool:
+        """Whether ``array`` belongs to this library: its type comes from ``module`` or one of
+        its submodules (``torch.nn.parameter``, ``dask.array.core``)."""
+        home = type(array).__module__
+        return home == self.module or home.startswith(self.module + ".")
 
-    def namespace(self):
+    def namespace(self) -> Namespace:
         """The array API namespace of this library (array_api_compat wraps where needed).
 
         Found once, from a one-element array on the default device, then remembered.
@@ -75,7 +82,7 @@ class Backend:
     def enable_float64(self) -> None:
         """Make float64 and int64 available (gradient checks, labels). Most libraries have them."""
 
-    def dtype(self, dtype):
+    def dtype(self, dtype: DType | str | None) -> DType:
         """The library's dtype for a name such as ``"float32"``; a dtype passes through."""
         if isinstance(dtype, str):
             return getattr(self.namespace(), dtype)
@@ -87,20 +94,22 @@ class Backend:
         """Names of the devices present on this machine, default first."""
         raise NotImplementedError
 
-    def default_device(self):
+    def default_device(self) -> Device:
+        """The device object of the first device present; ``RuntimeError`` if there is none."""
         present = self.devices()
         if not present:
             raise RuntimeError(f"backend {self.name!r} has no device present on this machine")
         return self.device(present[0])
 
-    def device(self, name):
+    def device(self, name: Device | str) -> Device:
         """The library's device object for a device name such as ``"cpu"``."""
         return name
 
-    def device_name(self, device) -> str:
+    def device_name(self, device: Device) -> str:
+        """The name of a device object, as ``devices()`` lists it (the inverse of ``device``)."""
         return str(device)
 
-    def synchronize(self, device, *arrays) -> None:
+    def synchronize(self, device: Device | str, *arrays: Array) -> None:
         """Wait until the work queued on ``device`` has finished (no-op on the host).
 
         Libraries that track readiness per array (JAX) also wait for ``arrays``.
@@ -108,17 +117,28 @@ class Backend:
 
     # --- host <-> device -----------------------------------------------------------
 
-    def to_host(self, array) -> np.ndarray:
+    def to_host(self, array: Array) -> np.ndarray:
+        """A NumPy array on the host with the values, shape and dtype of ``array``."""
         return np.asarray(array)
 
-    def from_host(self, host: np.ndarray, device, dtype=None):
-        """A new array (never a view of ``host``: parameters are updated in place)."""
-        xp = self.library()
-        return xp.asarray(host, device=device, dtype=dtype, copy=True)
+    def from_host(self, host: np.ndarray, device: Device,
+                  dtype: DType | str | None = None) -> Array:
+        """A new array (never a view of ``host``: parameters are updated in place).
+
+        This default asks the library's own ``asarray`` for the array (every array
+        library has one, and takes a NumPy array), then the array API namespace of the
+        result for the device and dtype: array_api_compat gives ``device=`` to libraries
+        whose own ``asarray`` lacks it (dask.array). ``host`` is copied first, because a
+        lazy library (dask) would otherwise keep reading it.
+        """
+        array = self.library().asarray(np.array(host, copy=True))
+        xp = array_api_compat.array_namespace(array)
+        return xp.asarray(array, device=device, dtype=self.dtype(dtype))
 
     # --- what the standard lacks ---------------------------------------------------
 
-    def random_normal(self, shape, seed, device, dtype="float64"):
+    def random_normal(self, shape: tuple[int, ...], seed: int | np.random.Generator | Any,
+                      device: Device, dtype: DType | str = "float64") -> Array:
         """Standard normal numbers of ``shape``, the same ones for the same ``seed``.
 
         ``seed`` is an int or a ``numpy.random.Generator``. This default draws on
@@ -128,7 +148,8 @@ class Backend:
         generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return self.from_host(generator.standard_normal(shape), device, self.dtype(dtype))
 
-    def random_uniform(self, shape, seed, device, dtype="float64"):
+    def random_uniform(self, shape: tuple[int, ...], seed: int | np.random.Generator | Any,
+                       device: Device, dtype: DType | str = "float64") -> Array:
         """Numbers uniform on :math:`[0, 1)` of ``shape``, the same ones for the same ``seed``.
 
         Seeds as in ``random_normal``: an int, a ``numpy.random.Generator`` (drawn on the
@@ -138,7 +159,7 @@ class Backend:
         generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return self.from_host(generator.random(shape), device, self.dtype(dtype))
 
-    def erf(self, x):
+    def erf(self, x: Array) -> Array:
         r"""The error function :math:`\operatorname{erf}(x) = \frac{2}{\sqrt\pi}\int_0^x
         e^{-t^2} dt`, elementwise, in the namespace of ``x``.
 
@@ -147,7 +168,7 @@ class Backend:
         """
         raise NotImplementedError(f"{self.name} has no erf function")
 
-    def sigmoid(self, x):
+    def sigmoid(self, x: Array) -> Array:
         r"""The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`, elementwise.
 
         The standard can compute it, but in five passes over ``x`` (negate, cap, ``exp``,
@@ -169,7 +190,7 @@ class Backend:
         e += 1.0
         return 1.0 / e
 
-    def scatter_add(self, target, indices, values):
+    def scatter_add(self, target: Array, indices: Array, values: Array) -> Array:
         r"""``target`` with ``values[k]`` added to row ``indices[k]``; repeated indices add up.
 
         ``target`` has shape :math:`(n, \dots)`, ``indices`` integer shape :math:`(k,)`,
@@ -202,7 +223,7 @@ class Backend:
         sums = xp.take(running, ends, axis=0) - xp.take(running, starts, axis=0)
         return target + xp.reshape(sums, target.shape)
 
-    def add_scaled(self, target, alpha: float, source):
+    def add_scaled(self, target: Array, alpha: float, source: Array) -> Array:
         """``target + alpha * source``, written into ``target`` where the library allows.
 
         The update of gradient descent (``alpha = -lr``). The standard has neither
@@ -211,11 +232,19 @@ class Backend:
         an adapter can make one (torch's ``add_(source, alpha=...)``).
         Returns the result: ``target`` itself, or a new array where arrays are
         immutable (JAX).
-        """
-        target += source if alpha == 1.0 else alpha * source  # alpha 1: no temporary
-        return target
 
-    def transpose_matmul(self, left, right):
+        Python's ``+=`` makes a new array when the array type has no in-place add; a
+        library that still allows item assignment (dask.array) gets the sum written
+        into ``target`` then, as NumPy and torch arrays are updated in place.
+        """
+        result = target
+        result += source if alpha == 1.0 else alpha * source  # alpha 1: no temporary
+        if result is not target and array_api_compat.is_writeable_array(target):
+            target[...] = result  # += made a new array (dask.array): write it in
+            return target
+        return result
+
+    def transpose_matmul(self, left: Array, right: Array) -> Array:
         r"""``left.T @ right`` for 2-D arrays: :math:`\sum_i l_{ik} r_{ij}`, a sum over rows.
 
         The weight gradient of a linear layer (``g.T @ x``, summed over the batch).
@@ -226,7 +255,7 @@ class Backend:
         xp = array_api_compat.array_namespace(left, right)
         return xp.tensordot(left, right, axes=([0], [0]))
 
-    def torch_view(self, array):
+    def torch_view(self, array: Array) -> Any:
         """A ``torch.Tensor`` on the memory of ``array``, or ``None`` where there can be none.
 
         ``mnn.distributed`` hands gradients to torch.distributed's collectives this way:

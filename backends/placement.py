@@ -19,11 +19,13 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
+from mnn.types import Array, Device, DType, Namespace
+
 from .backend import Backend
 from .registry import for_array, for_namespace
 
 
-def dtype_name(dtype) -> str:
+def dtype_name(dtype: DType) -> str:
     """``float32`` for ``numpy.float32``, ``torch.float32``, ``array_api_strict.float32``..."""
     if isinstance(dtype, type):  # numpy.float32, the scalar type rather than a dtype
         return dtype.__name__
@@ -38,12 +40,13 @@ class Placement(NamedTuple):
     dtype: Any
 
     @classmethod
-    def of(cls, array) -> Placement:
+    def of(cls, array: Array) -> Placement:
         """Where ``array`` lives. ``TypeError`` if no adapter owns it."""
         return cls(for_array(array), array_api_compat.device(array), array.dtype)
 
     @classmethod
-    def named(cls, backend, device=None, dtype="float64") -> Placement:
+    def named(cls, backend: Backend | Namespace | str, device: Device | str | None = None,
+              dtype: DType | str = "float64") -> Placement:
         """From names (or objects): ``Placement.named("torch", "cuda:0", "float32")``.
 
         ``backend`` is a backend name, adapter, namespace or module; ``device`` a
@@ -58,14 +61,15 @@ class Placement(NamedTuple):
         return cls(adapter, where, adapter.dtype(dtype))
 
     @property
-    def xp(self):
+    def xp(self) -> Namespace:
         """The array API namespace of the library."""
         return self.backend.namespace()
 
-    def with_dtype(self, dtype) -> Placement:
+    def with_dtype(self, dtype: DType | str) -> Placement:
+        """This library and device with another dtype (a dtype or its name)."""
         return self._replace(dtype=self.backend.dtype(dtype))
 
-    def from_host(self, host, dtype=None):
+    def from_host(self, host: Any, dtype: DType | str | None = None) -> Array:
         """A new array here with the values of ``host`` (anything NumPy takes).
 
         Floating-point values take this placement's dtype; integers and booleans
@@ -76,7 +80,7 @@ class Placement(NamedTuple):
             dtype = self.dtype if host.dtype.kind == "f" else host.dtype.name
         return self.backend.from_host(host, self.device, self.backend.dtype(dtype))
 
-    def to_host(self, array) -> np.ndarray:
+    def to_host(self, array: Array) -> np.ndarray:
         """A NumPy array on the host with the values, shape and dtype of ``array``."""
         return self.backend.to_host(array)
 
@@ -90,6 +94,6 @@ class Placement(NamedTuple):
                 f"on device {self.backend.device_name(self.device)}")
 
 
-def to_host(array) -> np.ndarray:
+def to_host(array: Array) -> np.ndarray:
     """Any array, from whichever library owns it, as a NumPy array on the host."""
     return for_array(array).to_host(array)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import threading
 import warnings
 
+from mnn.types import Array, Namespace
+
 from .backend import Backend
 
 #: The entry point group through which other packages register adapters.
@@ -90,14 +92,14 @@ def get(name: str) -> Backend:
                      f"through the entry point group {ENTRY_POINT_GROUP!r})")
 
 
-def _owner(array) -> Backend | None:
+def _owner(array: Array) -> Backend | None:
     for backend in _registered():
         if backend.is_loaded() and backend.owns(array):
             return backend
     return None
 
 
-def for_array(array) -> Backend:
+def for_array(array: Array) -> Backend:
     """The backend that owns ``array``, looked up without importing anything."""
     backend = _owner(array)
     if backend is None:
@@ -110,7 +112,7 @@ def for_array(array) -> Backend:
     return backend
 
 
-def for_namespace(xp) -> Backend:
+def for_namespace(xp: Backend | Namespace | str) -> Backend:
     """The backend of a namespace or library module, or of a backend name."""
     if isinstance(xp, Backend):
         return xp

@@ -31,5 +31,6 @@ __all__ = [
     "register_optimizer",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
     "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError", "MissingFunctionError",
+    "register_layer", "register_optimizer",
     *_layers,
 ]

@@ -27,7 +27,7 @@ every layer checks alike:
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import array_api_compat
@@ -43,6 +43,7 @@ from mnn.checks import (
     check_shape,
     normalize_axis,
 )
+from mnn.deprecation import warn_deprecated
 from mnn.errors import (
     BackwardBeforeForwardError,
     BackwardTwiceError,
@@ -52,6 +53,7 @@ from mnn.errors import (
     ShapeError,
     describe,
 )
+from mnn.types import Array, Device, DType, Namespace
 
 #: Where a new layer's parameters live until its first forward: float64 NumPy arrays.
 HOST = Placement(backends.get("numpy"), "cpu", np.dtype("float64"))
@@ -130,18 +132,23 @@ class BaseLayer:
 
     # --- what a layer writes -----------------------------------------------------------
 
-    def compute_forward(self, xp, inputs, feedbacks):
+    def compute_forward(self, xp: Namespace, inputs: Array, feedbacks: Array) -> Array:
+        """The layer's output for checked ``inputs`` (and a loss's ``feedbacks``), computed in
+        the namespace ``xp``; keeps what backward needs with ``save_for_backward``."""
         raise NotImplementedError(f"{self.name} does not define compute_forward")
 
-    def compute_backward(self, xp, *gradients_and_saved):
+    def compute_backward(self, xp: Namespace, *gradients_and_saved: Any) -> Any:
+        """The gradient with respect to the inputs, from the checked ``gradients`` of the
+        output and the values the forward saved (a loss gets no gradients); adds the
+        parameter gradients with ``add_grad``."""
         raise NotImplementedError(f"{self.name} does not define compute_backward")
 
     # --- the template ------------------------------------------------------------------
 
-    def __call__(self, inputs, feedbacks=None):
+    def __call__(self, inputs: Array, feedbacks: Array = None) -> Array:
         return self.forward(inputs, feedbacks)
 
-    def forward(self, inputs, feedbacks=None):
+    def forward(self, inputs: Array, feedbacks: Array = None) -> Array:
         """Check ``inputs`` (and a loss's ``feedbacks``), then run ``compute_forward``."""
         xp = self.check_inputs(inputs, feedbacks)
         self._saved = _NOTHING_YET
@@ -151,7 +158,7 @@ class BaseLayer:
         self._xp, self._output_spec = xp, None if self.is_loss else _spec(outputs)
         return outputs
 
-    def backward(self, gradients=None, *, retain_graph: bool = False):
+    def backward(self, gradients: Array = None, *, retain_graph: bool = False) -> Any:
         """The gradient with respect to the last forward's inputs (``None`` when
         ``input_grad`` is False); parameter gradients are added into ``grads``.
 
@@ -178,9 +185,18 @@ class BaseLayer:
         finally:
             _RETAINING.reset(token)
 
-    def save_for_backward(self, *values) -> None:
+    def save_for_backward(self, *values: Any) -> None:
         """Keep ``values`` for the next ``backward``; they arrive as its ``*saved``."""
         self._saved = values
+
+    def saved_for_backward(self) -> tuple[Any, ...]:
+        """Deprecated: what the last forward saved, used up as by ``backward``. Layers written
+        before the template overrode ``backward`` and called it; write
+        ``compute_backward(xp, gradients, *saved)`` instead, which receives the values."""
+        warn_deprecated(f"{self.name}.saved_for_backward()",
+                        "compute_backward(xp, gradients, *saved), which receives what the "
+                        "forward saved", since="0.1", removed_in="0.3")
+        return self._take_saved()
 
     def _take_saved(self) -> tuple:
         saved = self._saved
@@ -199,7 +215,7 @@ class BaseLayer:
 
     # --- the checks --------------------------------------------------------------------
 
-    def check_inputs(self, inputs, feedbacks=None):
+    def check_inputs(self, inputs: Array, feedbacks: Array = None) -> Namespace:
         """Run the declared checks on ``inputs`` (and ``feedbacks``); return their namespace.
 
         Containers override it: their layers check their own inputs.
@@ -225,7 +241,7 @@ class BaseLayer:
             check_label_shape(self, feedbacks, inputs, axis)
         return xp
 
-    def check_gradients(self, gradients) -> None:
+    def check_gradients(self, gradients: Array) -> None:
         """``gradients`` match the last forward's output: library, dtype, device and shape."""
         expected, got = self._output_spec, _spec(gradients)
         if expected is None or got == expected:
@@ -237,7 +253,7 @@ class BaseLayer:
                     f"({library} array of dtype {dtype}, shape {shape}, on device {device}), "
                     f"got {describe(gradients)}")
 
-    def adopt(self, inputs, what: str = "inputs"):
+    def adopt(self, inputs: Array, what: str = "inputs") -> Namespace:
         """Check that ``inputs`` are an array of the declared kind; return its namespace.
 
         The first call moves this layer's parameters to the library and device of
@@ -284,6 +300,7 @@ class BaseLayer:
 
     @property
     def name(self) -> str:
+        """The layer's class name, as messages and configs say it."""
         return type(self).__name__
 
     def add_param(self, key: str, host_value: np.ndarray) -> None:
@@ -308,7 +325,7 @@ class BaseLayer:
         """Every parameter by qualified name (``"0.w"``, ``"W_qry.b"``), as stored (no copy)."""
         return {name: layer.params[key] for name, layer, key in self.parameters()}
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """The layer's type and constructor arguments: enough to rebuild it."""
         return {"type": self.name, "args": dict(self.args)}
 
@@ -332,7 +349,7 @@ class BaseLayer:
                 param = layer.params[key]
                 layer.grads[key] = array_api_compat.array_namespace(param).zeros_like(param)
 
-    def add_grad(self, key: str, value) -> None:
+    def add_grad(self, key: str, value: Array) -> None:
         """Accumulate ``value`` into ``grads[key]`` (store it when the gradient is ``None``).
 
         Under an ``SGD(model, lr, fused=True)`` the step is taken now instead,
@@ -347,7 +364,7 @@ class BaseLayer:
         else:
             self.grads[key] += value  # in place where the library allows; JAX makes a new array
 
-    def add_grad_product(self, key: str, left, right) -> None:
+    def add_grad_product(self, key: str, left: Array, right: Array) -> None:
         r"""Accumulate the gradient :math:`L^\top R` (2-D arrays; a sum over their rows).
 
         A weight gradient of a matrix product has this form (``LinearLayer``,
@@ -391,7 +408,8 @@ class BaseLayer:
 
         SGD(self, lr=lr).step()
 
-    def load_weights(self, state_dict: Mapping, config: dict | None = None) -> BaseLayer:
+    def load_weights(self, state_dict: Mapping[str, Array],
+                     config: dict[str, Any] | None = None) -> BaseLayer:
         """Copy ``state_dict``'s arrays into the parameters; returns the model.
 
         The arrays may come from any backend (or NumPy); they are copied to where
@@ -420,7 +438,8 @@ class BaseLayer:
             layer.params[key] = layer.placement.from_host(np.array(host))
         return self
 
-    def check_state(self, shapes: Mapping[str, tuple[tuple, Any]], problems: list[str] = (),
+    def check_state(self, shapes: Mapping[str, tuple[tuple[int, ...], Any]],
+                    problems: Sequence[str] = (),
                     not_arrays: set[str] = frozenset()) -> None:
         """Raise one ``CheckpointError`` listing every way a state dict does not fit.
 
@@ -448,7 +467,8 @@ class BaseLayer:
 
     # --- placement ---------------------------------------------------------------------
 
-    def to(self, xp=None, device=None, dtype=None) -> BaseLayer:
+    def to(self, xp: Namespace | str | None = None, device: Device | str | None = None,
+           dtype: DType | str | None = None) -> BaseLayer:
         """Move every parameter (sublayers included) to a namespace, device and dtype.
 
         ``xp`` is a namespace, a library module or a backend name (``"numpy"``);
@@ -488,7 +508,7 @@ def _spec(array) -> tuple | None:
     return library, getattr(array, "dtype", None), getattr(array, "device", None), tuple(shape)
 
 
-def namespace_of(layer: BaseLayer, array, what: str = "inputs"):
+def namespace_of(layer: BaseLayer, array: Array, what: str = "inputs") -> Namespace:
     """The array API namespace of ``array``, or a clear error naming the layer."""
     try:
         return array_api_compat.array_namespace(array)

@@ -46,16 +46,19 @@ import json
 import os
 import stat
 import struct
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save as safetensors_bytes
 
 from mnn.backends import to_host
 from mnn.base import BaseLayer
 from mnn.errors import CheckpointError
 from mnn.files import atomic_write
 from mnn.initializers import skip_init
+from mnn.types import Path
+
+if TYPE_CHECKING:
+    from mnn.optim import Optimizer
 
 #: Bumped when the layout of the file changes; ``load`` refuses versions it does not know.
 FORMAT_VERSION = 1
@@ -64,12 +67,14 @@ OPTIMIZER_PREFIX = "optimizer/"
 DTYPES = {"F64": np.dtype("float64"), "F32": np.dtype("float32"), "F16": np.dtype("float16")}
 
 
-def save(model: BaseLayer, path, optimizer=None) -> None:
+def save(model: BaseLayer, path: Path, optimizer: Optimizer | None = None) -> None:
     """Write ``model`` (weights and architecture), and ``optimizer`` if given, to ``path``.
 
     The model's arrays may live on any backend and device; they are copied to the
     host. The write is atomic: if it fails, the file at ``path`` is left unchanged.
     """
+    from safetensors.numpy import save as safetensors_bytes  # here: import mnn stays cheap
+
     from mnn import __version__
 
     path = os.fspath(path)
@@ -93,7 +98,13 @@ def save(model: BaseLayer, path, optimizer=None) -> None:
     atomic_write(path, _sorted_header(safetensors_bytes(tensors, metadata=metadata)))
 
 
-def load(path, with_optimizer: bool = False):
+@overload
+def load(path: Path, with_optimizer: Literal[False] = False) -> BaseLayer: ...
+@overload
+def load(path: Path, with_optimizer: Literal[True]) -> tuple[BaseLayer, Optimizer]: ...
+
+
+def load(path: Path, with_optimizer: bool = False) -> BaseLayer | tuple[BaseLayer, Optimizer]:
     """The model saved at ``path``, or ``(model, optimizer)`` with ``with_optimizer=True``.
 
     The model is rebuilt from its stored config and comes back on the host as NumPy
@@ -103,6 +114,8 @@ def load(path, with_optimizer: bool = False):
     ``CheckpointError``, which names the file and lists what does not fit; nothing
     is allocated for the model before its shapes were checked.
     """
+    from safetensors import SafetensorError, safe_open  # here: import mnn stays cheap
+
     from mnn.layers.build import build
     from mnn.optim import build as build_optimizer
 
@@ -209,7 +222,8 @@ def _sorted_header(data: bytes) -> bytes:
 
 
 def _host(array) -> np.ndarray:
-    return np.ascontiguousarray(to_host(array))
+    # C order, as safetensors writes it; not np.ascontiguousarray, which makes a 0-d array 1-d.
+    return np.asarray(to_host(array), order="C")
 
 
 def _to_json(value, what: str) -> str:

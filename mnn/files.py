@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -33,7 +32,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(path)
     remove_stale_temporaries(path)
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    # os.urandom(6).hex() is secrets.token_hex(6), without importing secrets (and random).
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     # O_EXCL: never write into a file someone else made; 0o666 minus the umask, as open() does.
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | getattr(os, "O_BINARY", 0), 0o666)

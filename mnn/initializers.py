@@ -38,11 +38,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
 
-_global_generator = np.random.default_rng(0)
+# The process-wide generator of manual_seed, made on first use: importing numpy.random
+# is a good part of what import mnn would otherwise cost.
+_global_generator: np.random.Generator | None = None
+_global_lock = threading.Lock()
 _skipping = contextvars.ContextVar("mnn_skip_init", default=False)
 
 
@@ -56,6 +60,14 @@ def manual_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
     _global_generator = np.random.default_rng(int(seed))
+
+
+def _shared_generator() -> np.random.Generator:
+    global _global_generator
+    with _global_lock:
+        if _global_generator is None:
+            _global_generator = np.random.default_rng(0)
+        return _global_generator
 
 
 @contextlib.contextmanager
@@ -93,7 +105,7 @@ def normal(shape: tuple[int, ...], std: float, rng: np.random.Generator) -> np.n
 def host_generator(rng: int | np.random.Generator | None = None) -> np.random.Generator:
     """The generator a constructor should draw from: ``rng`` if given, else the global one."""
     if rng is None:
-        return _global_generator
+        return _shared_generator()
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:

@@ -81,3 +81,49 @@ def assert_matches_torch_autograd(layer, torch_function, x, g, *, rtol: float,
     tout.backward(torch.tensor(g))
     np.testing.assert_allclose(out, tout.detach().numpy(), rtol=rtol, atol=atol)
     np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=rtol, atol=atol)
+
+
+FAKE_ADAPTER = '''
+import numpy as np
+from mnn.backends import Backend
+
+
+class FakeArray:
+    """An "array library" of one type, living in this module."""
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+        self.shape, self.dtype = self.data.shape, self.data.dtype
+
+
+class FakeBackend(Backend):
+    name = "fake"
+    module = __name__
+
+    def devices(self):
+        return ["cpu"]
+
+    def to_host(self, array):
+        return array.data
+
+    def from_host(self, host, device, dtype=None):
+        return FakeArray(np.asarray(host, dtype=dtype))
+
+
+class OtherFakeBackend(FakeBackend):
+    name = "fake_instance"
+
+
+INSTANCE = OtherFakeBackend()
+'''
+
+
+def install_fake_adapter(path: Path, module: str, entry_points: str) -> None:
+    """A real installed distribution in ``path`` (found once ``path`` is on sys.path): the module
+    ``FAKE_ADAPTER`` and a .dist-info whose ``entry_points`` (``name = module:object`` lines)
+    are in the group ``mnn.backends``."""
+    (path / f"{module}.py").write_text(FAKE_ADAPTER)
+    info = path / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{mnn.backends.ENTRY_POINT_GROUP}]\n{entry_points}")

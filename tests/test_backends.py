@@ -2,6 +2,7 @@
 seeded random numbers, clear errors, and third-party adapters through entry points."""
 
 import importlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import warnings
 import array_api_compat
 import numpy as np
 import pytest
+from helpers import install_fake_adapter
 
 import mnn
 from mnn import backends
@@ -21,6 +23,8 @@ ARRAY_LIBRARIES = ("torch", "cupy", "jax", "jaxlib")
 # --- import mnn imports no array library ---------------------------------------------------
 
 def test_import_mnn_imports_no_array_library():
+    """Nor does using it on NumPy arrays, nor listing and looking up the adapters, third-party
+    ones included (an installed adapter's module must not import its library either)."""
     code = textwrap.dedent(f"""
         import sys
         import numpy as np
@@ -29,9 +33,11 @@ def test_import_mnn_imports_no_array_library():
         layer = mnn.LinearLayer(3, 2, rng=0)
         layer.backward(layer(np.ones((4, 3))))
         assert mnn.backends.for_array(np.ones(2)).name == "numpy"
-        mnn.backends.available()
-        mnn.backends.get("torch"), mnn.backends.get("jax"), mnn.backends.get("cupy")
-        loaded = set({ARRAY_LIBRARIES!r}) & set(sys.modules)
+        adapters = mnn.backends.available()
+        for name in adapters:
+            mnn.backends.get(name)
+        libraries = {{b.module for b in adapters.values() if b.name != "numpy"}}
+        loaded = (set({ARRAY_LIBRARIES!r}) | libraries) & set(sys.modules)
         assert not loaded, f"using mnn on numpy arrays imported {{loaded}}"
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -40,31 +46,20 @@ def test_import_mnn_imports_no_array_library():
 
 # --- detection -------------------------------------------------------------------------------
 
-def _array_of(library: str):
-    """A small float64 array of ``library``, or a skip saying why there is none here."""
-    if library == "numpy":
-        return np.ones(3)
-    module = pytest.importorskip(library, reason=f"{library} is not installed")
-    if library == "array_api_strict":
-        return module.ones(3, dtype=module.float64)
-    if library == "torch":
-        return module.ones(3, dtype=module.float64)
-    if library == "jax":
-        return module.numpy.ones(3, dtype=module.numpy.float32)
-    if not backends.get("cupy").devices():
-        pytest.skip("cupy has no usable CUDA device here (cupy.is_available() is False)")
-    return module.ones(3)
-
-
-@pytest.mark.parametrize("library", ["numpy", "array_api_strict", "torch", "jax", "cupy"])
-def test_for_array_finds_the_owner(library):
-    array = _array_of(library)
-    backend = backends.for_array(array)
-    assert backend.name == library
-    assert backend.owns(array)
-    others = [b for b in backends.available().values() if b is not backend and b.is_loaded()]
+def test_for_array_finds_the_owner(target):
+    array = target.asarray(np.ones(3))
+    assert backends.for_array(array) is target.backend
+    assert target.backend.owns(array)
+    others = [b for b in backends.available().values() if b is not target.backend
+              and b.is_loaded()]
     assert not [b.name for b in others if b.owns(array)]
 
+
+def test_namespace_finds_its_backend(target):
+    assert backends.for_namespace(target.xp) is target.backend
+    assert backends.for_namespace(target.backend.name) is target.backend
+    assert backends.for_namespace(array_api_compat.array_namespace(
+        target.asarray(np.ones(2)))) is target.backend
 
 def test_torch_parameter_belongs_to_torch():
     torch = pytest.importorskip("torch", reason="torch is not installed")
@@ -78,8 +73,11 @@ def test_unowned_object_is_a_clear_error():
 
 
 def test_unknown_backend_name_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"unknown backend 'tensorflow'; known backends: "
-                                         r"array_api_strict, cupy, jax, numpy, torch"):
+    known = sorted(backends.available())  # with the third-party adapters installed here
+    assert {"array_api_strict", "cupy", "jax", "numpy", "torch"} <= set(known)
+    message = (f"unknown backend 'tensorflow'; known backends: {', '.join(known)} (others "
+               f"register through the entry point group 'mnn.backends')")
+    with pytest.raises(ValueError, match=re.escape(message)):
         backends.get("tensorflow")
     with pytest.raises(ValueError, match=r"unknown backend 'tensorflow'"):
         mnn.LinearLayer(2, 2, rng=0).to(xp="tensorflow")
@@ -153,9 +151,11 @@ def test_from_host_and_back(target, rng, dtype):
     assert target.backend.owns(array)
     assert dtype_name(array.dtype) == dtype
     assert array_api_compat.device(array) == target.device
+    kept = host.copy()
+    host[...] = 0  # a new array, never a view of the host's (a lazy library would read it later)
     back = target.backend.to_host(array)
     assert isinstance(back, np.ndarray) and back.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(back, host)
+    np.testing.assert_array_equal(back, kept)
 
 
 def test_from_host_converts_dtype(target, rng):
@@ -313,50 +313,6 @@ def test_erf_where_the_library_has_one(target):
 
 # --- third-party adapters through the mnn.backends entry point group --------------------------
 
-FAKE_MODULE = '''
-import numpy as np
-from mnn.backends import Backend
-
-
-class FakeArray:
-    """An "array library" of one type, living in this module."""
-
-    def __init__(self, data):
-        self.data = np.asarray(data)
-        self.shape, self.dtype = self.data.shape, self.data.dtype
-
-
-class FakeBackend(Backend):
-    name = "fake"
-    module = __name__
-
-    def devices(self):
-        return ["cpu"]
-
-    def to_host(self, array):
-        return array.data
-
-    def from_host(self, host, device, dtype=None):
-        return FakeArray(np.asarray(host, dtype=dtype))
-
-
-class OtherFakeBackend(FakeBackend):
-    name = "fake_instance"
-
-
-INSTANCE = OtherFakeBackend()
-'''
-
-
-def _install_distribution(path, module: str, entry_points: str) -> None:
-    """A real installed distribution: a module and its .dist-info, found through sys.path."""
-    (path / f"{module}.py").write_text(FAKE_MODULE)
-    info = path / f"{module}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[{backends.ENTRY_POINT_GROUP}]\n{entry_points}")
-
-
 @pytest.fixture
 def registry(monkeypatch):
     """Let a test register backends; the registry is as it was afterwards."""
@@ -366,7 +322,7 @@ def registry(monkeypatch):
 
 def test_entry_point_adapter_is_found_on_first_lookup(tmp_path, monkeypatch, registry):
     module = "mnn_fake_backend_a"
-    _install_distribution(tmp_path, module, textwrap.dedent(f"""
+    install_fake_adapter(tmp_path, module, textwrap.dedent(f"""
         fake = {module}:FakeBackend
         fake_instance = {module}:INSTANCE
         numpy = {module}:FakeBackend
@@ -387,7 +343,7 @@ def test_entry_point_adapter_is_found_on_first_lookup(tmp_path, monkeypatch, reg
 
 def test_entry_point_by_name_and_broken_ones(tmp_path, monkeypatch, registry):
     module = "mnn_fake_backend_b"
-    _install_distribution(tmp_path, module, textwrap.dedent(f"""
+    install_fake_adapter(tmp_path, module, textwrap.dedent(f"""
         fake = {module}:FakeBackend
         broken = {module}:does_not_exist
         misnamed = {module}:FakeBackend

@@ -577,3 +577,25 @@ def test_a_layer_registered_through_an_entry_point_is_rebuilt(tmp_path, monkeypa
     net = mnn.load(path)
     assert type(net[1]).__name__ == "Doubler" and module in sys.modules
     np.testing.assert_array_equal(net.predict(np.ones((1, 2))), np.zeros((1, 2)))
+
+
+@mnn.register_layer
+class Scaled(mnn.BaseLayer):
+    """``y = a x`` with a 0-d parameter ``a``: a shape of ``()`` round-trips too."""
+
+    def __init__(self, a=2.0):
+        super().__init__()
+        self.args = {"a": a}
+        self.add_param("a", np.full((), a))
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        return self.params["a"] * inputs
+
+
+def test_a_0d_parameter_round_trips(tmp_path, target):
+    """It came back as shape (1,) (np.ascontiguousarray makes 0-d arrays 1-d), and load refused."""
+    net = mnn.SequentialLayers([Scaled(3.0)])
+    net(target.asarray(np.ones(2)))  # the parameter moves to the target
+    mnn.save(net, tmp_path / "scaled.safetensors")
+    loaded = mnn.load(tmp_path / "scaled.safetensors")
+    assert loaded.state_dict()["0.a"].shape == () and float(loaded.state_dict()["0.a"]) == 3.0

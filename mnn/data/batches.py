@@ -17,6 +17,7 @@ Where the work happens:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import array_api_compat
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from mnn.backends import Placement
 from mnn.data.dataset import Dataset
 from mnn.initializers import host_generator
+from mnn.types import Array, Seed
 
 
 class Batches:
@@ -35,8 +37,8 @@ class Batches:
     ``drop_last=True``. ``rng`` is an int seed or a ``numpy.random.Generator``.
     """
 
-    def __init__(self, inputs, labels=None, batch_size: int = 32, shuffle: bool = True,
-                 rng=0, drop_last: bool = False):
+    def __init__(self, inputs: Array | Dataset, labels: Array = None, batch_size: int = 32,
+                 shuffle: bool = True, rng: Seed = 0, drop_last: bool = False) -> None:
         if isinstance(inputs, Dataset):
             inputs, labels = inputs.inputs, inputs.labels
         if labels is None or int(labels.shape[0]) != int(inputs.shape[0]):
@@ -52,6 +54,7 @@ class Batches:
 
     @property
     def n_samples(self) -> int:
+        """How many samples an epoch goes through."""
         return int(self.inputs.shape[0])
 
     @property
@@ -73,7 +76,7 @@ class Batches:
         n = self.n_samples
         return self.generator.permutation(n) if self.shuffle else np.arange(n)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Array, Array]]:
         xp, n = self.xp, self.samples_per_epoch
         order = self.placement.from_host(self.epoch_order(), "int64")  # one copy per epoch
         for b in range(len(self)):

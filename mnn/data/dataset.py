@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnn.backends import Placement, to_host
+from mnn.backends import Backend, Placement, to_host
 from mnn.data.errors import DataError
+from mnn.types import Array, Device, DType
 
 
 class Dataset:
@@ -21,7 +22,7 @@ class Dataset:
     on a backend and device. ``name`` says where it came from, for messages.
     """
 
-    def __init__(self, inputs, labels, name: str = "dataset"):
+    def __init__(self, inputs: Array, labels: Array, name: str = "dataset") -> None:
         if len(inputs.shape) < 1 or tuple(labels.shape) != (inputs.shape[0],):
             raise DataError(f"{name}: expected labels of shape ({inputs.shape[0]},), one per "
                             f"input, got shape {tuple(labels.shape)}")
@@ -36,9 +37,11 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
+        """How many classes the labels name: the largest label plus one (0 when empty)."""
         return int(np.max(self.to_host()[1])) + 1 if len(self) else 0
 
-    def to(self, backend="numpy", device=None, dtype="float32") -> Dataset:
+    def to(self, backend: Backend | str = "numpy", device: Device | str | None = None,
+           dtype: DType | str = "float32") -> Dataset:
         """This data set on ``backend`` (a name or adapter) and ``device``: one copy each.
 
         Inputs become floating point of ``dtype``, labels ``int64``. ``device`` is a

@@ -27,6 +27,8 @@ import math
 import numpy as np
 
 from mnn.data.batches import Batches
+from mnn.data.dataset import Dataset
+from mnn.types import Array, Seed
 
 
 class DistributedBatches(Batches):
@@ -37,9 +39,9 @@ class DistributedBatches(Batches):
     (an int seed, not a shared generator object), ``batch_size`` (per rank) and data.
     """
 
-    def __init__(self, inputs, labels=None, batch_size: int = 32, shuffle: bool = True,
-                 rng=0, drop_last: bool = False, *, rank: int | None = None,
-                 world_size: int | None = None):
+    def __init__(self, inputs: Array | Dataset, labels: Array = None, batch_size: int = 32,
+                 shuffle: bool = True, rng: Seed = 0, drop_last: bool = False, *,
+                 rank: int | None = None, world_size: int | None = None) -> None:
         super().__init__(inputs, labels, batch_size, shuffle, rng, drop_last)
         if rank is None or world_size is None:
             from mnn.distributed import current_job

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from mnn.data.errors import DownloadError
 from mnn.files import atomic_file
+from mnn.types import Path
 
 _CHUNK = 1 << 16
 
@@ -36,7 +37,7 @@ def file_checksum(path: str, checksum: str) -> str:
     return f"{algorithm}:{digest.hexdigest()}"
 
 
-def download(directory, checksums: Mapping[str, str], base_urls: Sequence[str],
+def download(directory: Path, checksums: Mapping[str, str], base_urls: Sequence[str],
              timeout: float = 30.0) -> list[str]:
     """Fetch every file named in ``checksums`` into ``directory``; return their paths.
 

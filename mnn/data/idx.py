@@ -31,6 +31,7 @@ import zlib
 import numpy as np
 
 from mnn.data.errors import DataError
+from mnn.types import Path
 
 #: IDX type code -> NumPy dtype (big-endian where it matters).
 TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -38,7 +39,7 @@ TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_idx(path, ndim: int | None = None) -> np.ndarray:
+def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     """The array stored in the IDX file ``path`` (gzip or plain), checked against its header.
 
     With ``ndim``, the file must hold an array of that many dimensions.
@@ -70,7 +71,7 @@ def read_idx(path, ndim: int | None = None) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="))  # native byte order, and writable
 
 
-def write_idx(path, array, compress: bool | None = None) -> None:
+def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> None:
     """Write ``array`` to ``path`` in IDX format; gzip-compressed if ``path`` ends in ``.gz``."""
     path = os.fspath(path)
     array = np.asarray(array)

@@ -16,6 +16,7 @@ Images become rows of 784 features scaled to [0, 1]; MNIST's own split is kept
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from mnn.data.dataset import Dataset
 from mnn.data.download import download as fetch
 from mnn.data.errors import DataError
 from mnn.data.idx import read_idx
+from mnn.types import Path
 
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
@@ -36,7 +38,8 @@ CHECKSUMS = {"train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873
 IMAGE_SHAPE = (28, 28)
 
 
-def load_mnist(directory, download: bool = False, base_urls=MIRRORS, checksums=None,
+def load_mnist(directory: Path, download: bool = False, base_urls: Sequence[str] = MIRRORS,
+               checksums: Mapping[str, str] | None = None,
                timeout: float = 30.0) -> tuple[Dataset, Dataset]:
     """``(train, test)``: host float64 inputs of shape ``(n, 784)`` in [0, 1], int64 labels.
 

@@ -15,6 +15,7 @@ import numpy as np
 from mnn import backends
 from mnn.data.errors import DataError
 from mnn.initializers import host_generator
+from mnn.types import Array, Seed
 
 
 def pydoc_corpus() -> str:
@@ -27,7 +28,7 @@ def pydoc_corpus() -> str:
 class CharacterVocabulary:
     """The distinct characters of a text, sorted; a character's id is its position."""
 
-    def __init__(self, characters: str):
+    def __init__(self, characters: str) -> None:
         self.characters = "".join(sorted(set(characters)))
         if not self.characters:
             raise DataError("CharacterVocabulary: the text is empty")
@@ -44,7 +45,7 @@ class CharacterVocabulary:
             raise DataError(f"CharacterVocabulary: the character {error.args[0]!r} is not in "
                             f"the vocabulary of {len(self)} characters") from None
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Array) -> str:
         """The text of a 1-D array of ids (of any backend)."""
         return "".join(self.characters[i] for i in backends.to_host(ids).tolist())
 
@@ -59,7 +60,7 @@ class TextWindows:
     Labels are the next tokens: window ``[s, s + T)`` has labels ``[s + 1, s + T + 1)``.
     """
 
-    def __init__(self, tokens, context: int, batch_size: int, rng=0):
+    def __init__(self, tokens: Array, context: int, batch_size: int, rng: Seed = 0) -> None:
         self.tokens, self.context, self.batch_size = tokens, context, batch_size
         self.n = int(tokens.shape[0])
         if self.n < context + 1:
@@ -70,7 +71,7 @@ class TextWindows:
         self.where = backends.Placement.of(tokens)
         self._steps = np.arange(context + 1)
 
-    def sample(self):
+    def sample(self) -> tuple[Array, Array]:
         """``(inputs, labels)``, both ``(batch_size, context)`` integer arrays."""
         starts = self.generator.integers(0, self.n - self.context, size=self.batch_size)
         positions = self.where.from_host((starts[:, None] + self._steps).reshape(-1))

@@ -14,6 +14,7 @@ from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.softmax import softmax, softmax_vjp
 from mnn.registry import register_layer
+from mnn.types import Array, Seed
 
 
 @register_layer
@@ -130,7 +131,8 @@ class MultiHeadAttention(BaseLayer):
     """
 
     def __init__(self, d: int = 64, heads: int = 12, bias: bool = False, *,
-                 output_projection: bool = False, causal: bool = False, rng=None):
+                 output_projection: bool = False, causal: bool = False,
+                 rng: Seed = None) -> None:
         super().__init__()
         positive_int(self.name, "d", d)
         positive_int(self.name, "heads", heads)
@@ -160,10 +162,12 @@ class MultiHeadAttention(BaseLayer):
         self._key_padding_mask = None  # of the forward that is running
         self.expect_inputs(min_rank=3, max_rank=3, sizes={-1: self.features})
 
-    def __call__(self, inputs, feedbacks=None, *, key_padding_mask=None):
+    def __call__(self, inputs: Array, feedbacks: Array = None, *,
+                 key_padding_mask: Array = None) -> Array:
         return self.forward(inputs, feedbacks, key_padding_mask=key_padding_mask)
 
-    def forward(self, inputs, feedbacks=None, *, key_padding_mask=None):
+    def forward(self, inputs: Array, feedbacks: Array = None, *,
+                key_padding_mask: Array = None) -> Array:
         """The attention output for ``inputs`` ``(B, T, dH)``; ``key_padding_mask``, a boolean
         ``(B, T)`` array of the inputs' library and device, marks padding with True."""
         self._key_padding_mask = key_padding_mask

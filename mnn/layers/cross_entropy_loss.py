@@ -2,6 +2,8 @@ r"""Cross-entropy loss on logits: log-softmax and negative log-likelihood, fused
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mnn.base import BaseLayer
 from mnn.checks import integer_axis, normalize_axis
 from mnn.layers.log_softmax import expect_sample_shape, log_softmax, sample_shape_argument
@@ -53,7 +55,8 @@ class CrossEntropyLossLayer(BaseLayer):
 
     is_loss = True
 
-    def __init__(self, *shape: int, axis: int = 1, sample_shape=None):
+    def __init__(self, *shape: int, axis: int = 1,
+                 sample_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         self.shape = sample_shape_argument(self, shape, sample_shape)
         self.axis = integer_axis(self.name, axis)

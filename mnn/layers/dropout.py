@@ -8,6 +8,7 @@ from mnn.backends import Placement
 from mnn.base import BaseLayer
 from mnn.initializers import host_generator
 from mnn.registry import register_layer
+from mnn.types import Seed
 
 
 @register_layer
@@ -56,7 +57,7 @@ class Dropout(BaseLayer):
     libraries, as with ``Backend.random_normal``.
     """
 
-    def __init__(self, p: float = 0.5, *, rng=None):
+    def __init__(self, p: float = 0.5, *, rng: Seed = None) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"{self.name}: expected a probability p in [0, 1], got {p!r}")

@@ -7,6 +7,7 @@ from mnn.checks import positive_int
 from mnn.errors import LabelError
 from mnn.initializers import host_generator, normal
 from mnn.registry import register_layer
+from mnn.types import Seed
 
 
 @register_layer
@@ -52,7 +53,7 @@ class Embedding(BaseLayer):
     beyond the gradient itself. The forward keeps the flattened ids.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, *, rng=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, *, rng: Seed = None) -> None:
         super().__init__()
         positive_int(self.name, "num_embeddings", num_embeddings)
         positive_int(self.name, "embedding_dim", embedding_dim)

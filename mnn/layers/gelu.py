@@ -78,7 +78,7 @@ class GELU(BaseLayer):
     fewer arrays to allocate, the same values.
     """
 
-    def __init__(self, approximate: str = "none"):
+    def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
             raise ValueError(f"{self.name}: expected approximate='none' or approximate='tanh', "

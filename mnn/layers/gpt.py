@@ -19,6 +19,7 @@ from mnn.layers.sequential import SequentialLayers
 from mnn.layers.softmax import softmax
 from mnn.layers.transformer_block import TransformerBlock
 from mnn.registry import register_layer
+from mnn.types import Array, Seed
 
 
 @register_layer
@@ -72,7 +73,7 @@ class GPT(BaseLayer):
 
     def __init__(self, vocab_size: int, context: int, d_model: int = 128, heads: int = 4,
                  layers: int = 4, hidden: int | None = None, dropout: float = 0.0,
-                 bias: bool = True, approximate: str = "tanh", *, rng=None):
+                 bias: bool = True, approximate: str = "tanh", *, rng: Seed = None) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("context", context),
                             ("layers", layers)):
@@ -112,8 +113,8 @@ class GPT(BaseLayer):
         self.positions.backward(xp.sum(g, axis=0))  # Eq. (3)
         return None
 
-    def generate(self, prompt, n: int, temperature: float = 1.0, top_k: int | None = None,
-                 *, rng=None):
+    def generate(self, prompt: Array, n: int, temperature: float = 1.0,
+                 top_k: int | None = None, *, rng: Seed = None) -> Array:
         r"""``prompt`` followed by ``n`` sampled tokens: ids ``(B, T + n)`` (or ``(T + n,)``).
 
         ``prompt`` holds integer ids, ``(B, T)`` or one sequence ``(T,)`` with

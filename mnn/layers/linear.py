@@ -6,6 +6,7 @@ from mnn.base import BaseLayer
 from mnn.checks import positive_int
 from mnn.initializers import glorot_uniform, he_uniform, host_generator, zeros
 from mnn.registry import register_layer
+from mnn.types import Seed
 
 
 @register_layer
@@ -60,7 +61,7 @@ class LinearLayer(BaseLayer):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 init: str = "he", rng=None):
+                 init: str = "he", rng: Seed = None) -> None:
         super().__init__()
         positive_int(self.name, "in_features", in_features)
         positive_int(self.name, "out_features", out_features)

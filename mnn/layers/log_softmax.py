@@ -2,11 +2,14 @@ r"""Log-softmax along one axis (shared with the cross-entropy loss)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import array_api_compat
 
 from mnn.base import BaseLayer
 from mnn.checks import integer_axis, normalize_axis, sample_shape_of
 from mnn.registry import register_layer
+from mnn.types import Array
 
 
 def log_softmax(xp, x, axis: int):
@@ -98,7 +101,8 @@ class LogSoftmaxLayer(BaseLayer):
     :math:`O(Bn)` for the batch, never the :math:`O(Bn^2)` Jacobians.
     """
 
-    def __init__(self, *shape: int, axis: int = 1, sample_shape=None):
+    def __init__(self, *shape: int, axis: int = 1,
+                 sample_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         self.shape = sample_shape_argument(self, shape, sample_shape)
         self.axis = integer_axis(self.name, axis)
@@ -106,7 +110,7 @@ class LogSoftmaxLayer(BaseLayer):
         expect_sample_shape(self, self.shape)
 
     @staticmethod
-    def stable_log_softmax(inputs, axis: int):
+    def stable_log_softmax(inputs: Array, axis: int) -> Array:
         """``(log_softmax, softmax)`` of ``inputs`` along ``axis``, Eq. (2), in their namespace."""
         return log_softmax(array_api_compat.array_namespace(inputs), inputs, axis)
 

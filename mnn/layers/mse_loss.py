@@ -37,7 +37,7 @@ class MSELossLayer(BaseLayer):
 
     is_loss = True
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.expect_inputs(min_rank=1)
         self.expect_feedbacks("targets")

@@ -104,7 +104,7 @@ class NllLossLayer(BaseLayer):
 
     is_loss = True
 
-    def __init__(self, *, axis: int = 1):
+    def __init__(self, *, axis: int = 1) -> None:
         super().__init__()
         self.axis = integer_axis(self.name, axis)
         self.args = {"axis": axis}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mnn.base import BaseLayer
 from mnn.errors import ShapeError, describe
 from mnn.registry import register_layer
+from mnn.types import Array
 
 
 @register_layer
@@ -39,7 +40,7 @@ class Residual(BaseLayer):
     way; the residual itself has no parameters and keeps nothing.
     """
 
-    def __init__(self, block):
+    def __init__(self, block: BaseLayer) -> None:
         super().__init__()
         if not isinstance(block, BaseLayer):
             raise TypeError(f"{self.name}: expected a block (a BaseLayer), got an object of type "
@@ -51,7 +52,7 @@ class Residual(BaseLayer):
         self.sublayers = {"block": block}
         self.args = {"block": block}
 
-    def check_inputs(self, inputs, feedbacks=None):
+    def check_inputs(self, inputs: Array, feedbacks: Array = None) -> None:
         return None  # the block checks its own inputs
 
     def compute_forward(self, xp, inputs, feedbacks):

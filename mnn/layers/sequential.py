@@ -2,8 +2,12 @@ r"""A chain of layers, run one after the other: the container for feed-forward n
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import overload
+
 from mnn.base import BaseLayer
 from mnn.registry import register_layer
+from mnn.types import Array, Namespace
 
 
 @register_layer
@@ -42,7 +46,7 @@ class SequentialLayers(BaseLayer):
     ``torch.nn.Sequential``, so ``state_dict()`` and ``load_weights()`` line up.
     """
 
-    def __init__(self, layers):
+    def __init__(self, layers: Iterable[BaseLayer]) -> None:
         super().__init__()
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
@@ -73,21 +77,26 @@ class SequentialLayers(BaseLayer):
         """A chain ending in a loss is a loss: its ``backward()`` takes no argument."""
         return bool(self.layers) and self.layers[-1].is_loss
 
-    def __call__(self, inputs, targets=None):
+    def __call__(self, inputs: Array, targets: Array = None) -> Array:
         return self.forward(inputs, targets)
 
     def __len__(self) -> int:
         return len(self.layers)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: int) -> BaseLayer: ...
+    @overload
+    def __getitem__(self, index: slice) -> SequentialLayers: ...
+
+    def __getitem__(self, index: int | slice) -> BaseLayer | SequentialLayers:
         if isinstance(index, slice):
             return SequentialLayers(self.layers[index])
         return self.layers[index]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[BaseLayer]:
         return iter(self.layers)
 
-    def predict(self, inputs):
+    def predict(self, inputs: Array) -> Array:
         """The network's output without its loss: every layer but a final loss layer.
 
         For inference on a trained classifier, ``net.predict(x)`` gives the logits
@@ -98,21 +107,21 @@ class SequentialLayers(BaseLayer):
             inputs = layer.forward(inputs)
         return inputs
 
-    def check_inputs(self, inputs, feedbacks=None):
+    def check_inputs(self, inputs: Array, feedbacks: Array = None) -> None:
         return None  # each layer checks its own inputs
 
-    def check_gradients(self, gradients) -> None:
+    def check_gradients(self, gradients: Array) -> None:
         if gradients is None:
             raise TypeError(f"{self.name}: its last layer is not a loss, so backward(gradients) "
                             f"needs the gradient of the output")
         super().check_gradients(gradients)  # like the output: the container names itself
 
-    def compute_forward(self, xp, inputs, feedbacks):
+    def compute_forward(self, xp: Namespace, inputs: Array, feedbacks: Array) -> Array:
         for layer in self.layers:
             inputs = layer.forward(inputs, feedbacks)  # Eq. (1)
         return inputs
 
-    def compute_backward(self, xp, gradients=None):
+    def compute_backward(self, xp: Namespace, gradients: Array = None) -> Array:
         layers = self.layers
         if self.is_loss:
             gradients = layers[-1].backward()

@@ -46,7 +46,7 @@ class Sigmoid(BaseLayer):
     from the output alone, which is what the forward keeps.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.expect_inputs()
 

@@ -81,7 +81,7 @@ class SoftmaxLayer(BaseLayer):
     attention layer reuses it for its attention weights.
     """
 
-    def __init__(self, axis: int = 1):
+    def __init__(self, axis: int = 1) -> None:
         super().__init__()
         self.axis = integer_axis(self.name, axis)
         self.args = {"axis": axis}

@@ -38,7 +38,7 @@ class Tanh(BaseLayer):
     It needs the output only, so that is what the forward keeps.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.expect_inputs()
 

@@ -12,6 +12,7 @@ from mnn.layers.linear import LinearLayer
 from mnn.layers.residual import Residual
 from mnn.layers.sequential import SequentialLayers
 from mnn.registry import register_layer
+from mnn.types import Seed
 
 
 @register_layer
@@ -49,7 +50,7 @@ class TransformerBlock(SequentialLayers):
 
     def __init__(self, d_model: int, heads: int, hidden: int | None = None,
                  dropout: float = 0.0, bias: bool = True, causal: bool = True,
-                 approximate: str = "tanh", *, rng=None):
+                 approximate: str = "tanh", *, rng: Seed = None) -> None:
         positive_int(type(self).__name__, "d_model", d_model)
         positive_int(type(self).__name__, "heads", heads)
         if d_model % heads:

@@ -3,10 +3,14 @@ r"""Adam and AdamW: adaptive moment estimation, with L2 or decoupled weight deca
 from __future__ import annotations
 
 import math
+from typing import Any
 
+from mnn.backends import Placement
+from mnn.base import BaseLayer
 from mnn.checks import finite_non_negative
 from mnn.optim.optimizer import Optimizer
 from mnn.registry import register_optimizer
+from mnn.types import Array
 
 
 @register_optimizer
@@ -58,8 +62,9 @@ class Adam(Optimizer):
     #: False: L2 weight decay through the gradient (Adam); True: decoupled (AdamW). Eq. (1).
     decoupled_weight_decay = False
 
-    def __init__(self, model, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(self, model: BaseLayer, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def check_hyperparameters(self) -> None:
@@ -75,7 +80,8 @@ class Adam(Optimizer):
     def state_keys(self) -> tuple[str, ...]:
         return ("step", "exp_avg", "exp_avg_sq")
 
-    def update(self, where, param, grad, state: dict):
+    def update(self, where: Placement, param: Array, grad: Array,
+               state: dict[str, Any]) -> Array:
         xp, beta1, beta2 = where.xp, *self.betas
         if "step" not in state:  # m_0 = v_0 = 0, where the parameter lives
             state.update(step=0, exp_avg=xp.zeros_like(param), exp_avg_sq=xp.zeros_like(param))
@@ -111,6 +117,7 @@ class AdamW(Adam):
 
     decoupled_weight_decay = True
 
-    def __init__(self, model, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
+    def __init__(self, model: BaseLayer, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

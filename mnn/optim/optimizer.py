@@ -25,13 +25,18 @@ around it is the same and lives here:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import reprlib
+from collections.abc import Mapping
 from typing import Any
 
 from mnn.backends import Placement, to_host
 from mnn.base import BaseLayer
+from mnn.deprecation import warn_deprecated
 from mnn.errors import CheckpointError, describe
 from mnn.registry import OPTIMIZERS
+from mnn.types import Array
 
 
 class Optimizer:
@@ -50,11 +55,30 @@ class Optimizer:
 
     @property
     def name(self) -> str:
+        """The optimizer's class name, as messages and configs say it."""
         return type(self).__name__
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config()["args"].items())
         return f"{self.name}({args})"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """An ``update(self, xp, param, grad, state)`` written before ``update`` took the
+        parameter's placement still works, given ``where.xp``, and warns where it is defined."""
+        super().__init_subclass__(**kwargs)
+        update = cls.__dict__.get("update")
+        if update is None or list(inspect.signature(update).parameters)[1:2] != ["xp"]:
+            return
+        warn_deprecated(f"{cls.__name__}.update(self, xp, param, grad, state)",
+                        "update(self, where, param, grad, state), where where.xp is the "
+                        "namespace and where.backend the adapter", since="0.1", removed_in="0.3")
+
+        @functools.wraps(update)
+        def update_with_namespace(self: Optimizer, where: Placement, param: Array, grad: Array,
+                                  state: dict[str, Any]) -> Array:
+            return update(self, where.xp, param, grad, state)
+
+        cls.update = update_with_namespace  # type: ignore[method-assign]
 
     # --- what subclasses write ---------------------------------------------------------
 
@@ -65,7 +89,8 @@ class Optimizer:
         """The entries of one parameter's state once it has taken a step."""
         return ()
 
-    def update(self, where, param, grad, state: dict):
+    def update(self, where: Placement, param: Array, grad: Array,
+               state: dict[str, Any]) -> Array:
         """The new value of ``param`` (updated in place or a new array); may add to or replace
         entries of ``state``. ``where`` is the parameter's ``Placement``: ``where.xp`` its
         namespace, ``where.backend`` its adapter."""
@@ -95,11 +120,11 @@ class Optimizer:
 
     # --- checkpoints ---------------------------------------------------------------------
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """The optimizer's type and hyperparameters: enough to rebuild it for a model."""
         return {"type": self.name, "args": {k: getattr(self, k) for k in self.hyperparameters}}
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """``config()`` plus ``"state"``: each parameter's state by qualified name (no copies).
 
         State arrays are never changed in place, so the arrays in a state dict keep
@@ -107,7 +132,7 @@ class Optimizer:
         """
         return {**self.config(), "state": {name: dict(s) for name, s in self.state.items()}}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Take hyperparameters and state from ``state_dict`` (arrays from any backend).
 
         Anything that does not fit the model raises one ``CheckpointError`` that lists
@@ -172,7 +197,7 @@ class Optimizer:
         self.check_hyperparameters()
 
 
-def placed_like(value, param, where):
+def placed_like(value: Any, param: Any, where: Placement) -> Any:
     """``value`` moved to ``where``, the ``Placement`` of ``param``, if it is an array that
     lives elsewhere (state from a checkpoint on the host, or from before ``model.to(...)``);
     scalars pass. Asked every step of every state array, so the usual answer is quick."""
@@ -186,7 +211,7 @@ def placed_like(value, param, where):
     return where.from_host(to_host(value), dtype=where.dtype)
 
 
-def build(model: BaseLayer, config: dict) -> Optimizer:
+def build(model: BaseLayer, config: Mapping[str, Any]) -> Optimizer:
     """The optimizer that ``config`` describes, for ``model``; ``CheckpointError`` if unknown.
 
     The type is looked up among the registered optimizers (``mnn.registry.OPTIMIZERS``)

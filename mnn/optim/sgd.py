@@ -2,9 +2,14 @@ r"""Stochastic gradient descent with momentum, Nesterov momentum and weight deca
 
 from __future__ import annotations
 
+from typing import Any
+
+from mnn.backends import Placement
+from mnn.base import BaseLayer
 from mnn.checks import finite_non_negative
 from mnn.optim.optimizer import Optimizer
 from mnn.registry import register_optimizer
+from mnn.types import Array
 
 
 @register_optimizer
@@ -57,8 +62,9 @@ class SGD(Optimizer):
 
     hyperparameters = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "fused")
 
-    def __init__(self, model, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0, fused: bool = False) -> None:
+    def __init__(self, model: BaseLayer, lr: float = 0.01, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+                 fused: bool = False) -> None:
         super().__init__(model, lr=lr, momentum=momentum, dampening=dampening,
                          nesterov=nesterov, weight_decay=weight_decay, fused=fused)
         if self.fused:
@@ -80,7 +86,8 @@ class SGD(Optimizer):
     def state_keys(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum != 0.0 else ()
 
-    def update(self, where, param, grad, state: dict):
+    def update(self, where: Placement, param: Array, grad: Array,
+               state: dict[str, Any]) -> Array:
         if self.weight_decay != 0.0:
             grad = grad + self.weight_decay * param  # Eq. (1)
         if self.momentum != 0.0:

@@ -24,25 +24,34 @@ import numpy as np
 
 import mnn
 from mnn.backends import Placement
+from mnn.deprecation import warn_deprecated
+from mnn.initializers import host_generator
 
 #: What a case returns: the layer, its host inputs and its host feedbacks (or None).
 Case = tuple[mnn.BaseLayer, Any, Any]
 
+#: What a case is made by: a function of a generator.
+MakeCase = Callable[[np.random.Generator], Case]
 #: Layer name -> (rng) -> Case. Every layer that mnn exports has one (a test checks).
-CASES: dict[str, Callable[[np.random.Generator], Case]] = {}
+CASES: dict[str, MakeCase] = {}
 
 
-def layer_case(name: str):
+def layer_case(name: str) -> Callable[[MakeCase], MakeCase]:
     """Register the decorated function as the case of the layer called ``name``."""
-    def register(make: Callable[[np.random.Generator], Case]):
+    def register(make: MakeCase) -> MakeCase:
         CASES[name] = make
         return make
     return register
 
 
-def make_case(name: str, seed: int = 0) -> Case:
-    """The case of layer ``name``, drawn from a generator seeded with ``seed``."""
-    return CASES[name](np.random.default_rng(seed))
+def make_case(name: str, rng: int | np.random.Generator = 0, *, seed: int | None = None) -> Case:
+    """The case of layer ``name``, drawn from ``rng`` (an int seed or a
+    ``numpy.random.Generator``); ``seed`` is its deprecated name."""
+    if seed is not None:
+        warn_deprecated("make_case(seed=...)", "make_case(rng=...)", since="0.1",
+                        removed_in="0.3")
+        rng = seed
+    return CASES[name](host_generator(rng))
 
 
 def place(case: Case, placement: Placement) -> Case:
@@ -132,9 +141,8 @@ def _gelu(rng):
 
 @layer_case("LayerNorm")
 def _layer_norm(rng):
-    layer = mnn.LayerNorm(5)
-    layer.params["w"], layer.params["b"] = 1 + _normal(rng, 5), _normal(rng, 5)  # not 1 and 0
-    return layer, _normal(rng, 3, 5), None
+    # the initial scale 1 and shift 0 (tests/test_layer_norm.py checks others too)
+    return mnn.LayerNorm(5), 2 * _normal(rng, 3, 5) + 1, None
 
 
 @layer_case("Dropout")

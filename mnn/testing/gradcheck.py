@@ -53,12 +53,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 import numpy as np
 
 from mnn.backends import Placement, dtype_name
+from mnn.deprecation import warn_deprecated
 from mnn.errors import describe
+from mnn.initializers import host_generator
+
+if TYPE_CHECKING:
+    from mnn.base import BaseLayer
 
 TOLERANCES = {  # dtype name -> (eps, atol, rtol); see the table in the module docstring
     "float64": (1e-6, 1e-5, 1e-3),
@@ -86,16 +92,24 @@ class _Variable:
     pick: object  # (input_gradients, parameter_gradients) -> this variable's gradient
 
 
-def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
-              full_jacobian_max: int = 256, projections: int = 3, seed: int = 0) -> bool:
+def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
+              eps: float | None = None, atol: float | None = None, rtol: float | None = None,
+              full_jacobian_max: int = 256, projections: int = 3,
+              rng: int | np.random.Generator = 0, seed: int | None = None) -> bool:
     """Check ``layer``'s backward pass against central finite differences.
 
     ``inputs`` is an array or a tuple of arrays (for layers such as
     ``MatrixProduct`` that take several); ``feedbacks`` the targets of a loss
-    layer. Returns True, or raises ``GradcheckError`` naming the layer, the
-    variable, the backend, device and dtype, the worst index, the analytic and
-    numeric values and the tolerance.
+    layer. ``rng`` (an int seed or a ``numpy.random.Generator``) draws the random
+    cotangent and projections; ``seed`` is its deprecated name. Returns True, or
+    raises ``GradcheckError`` naming the layer, the variable, the backend, device
+    and dtype, the worst index, the analytic and numeric values and the tolerance.
     """
+    if seed is not None:
+        warn_deprecated("gradcheck(seed=...)", "gradcheck(rng=...)", since="0.1",
+                        removed_in="0.3")
+        rng = seed
+    rng = host_generator(rng)
     several = isinstance(inputs, (tuple, list))
     inputs = list(inputs) if several else [inputs]
     arrays = [i for i, x in enumerate(inputs) if _is_array(x)]
@@ -131,7 +145,6 @@ def gradcheck(layer, inputs, feedbacks=None, *, eps=None, atol=None, rtol=None,
                       f"float64 and may pass a wrong gradient", GradcheckPrecisionWarning,
                       stacklevel=2)
     where = f"{layer.name} on {backend.name}, device {backend.device_name(device)}, {dtype}"
-    rng = np.random.default_rng(seed)
 
     def place(host, like):
         return Placement.of(like).from_host(host, dtype=like.dtype)
