@@ -120,7 +120,7 @@ def run(args) -> int:
           f"context {args.context}, {n_params} parameters, on {backend.name} {device} "
           f"{args.dtype}, {optimizer!r}, batch {args.batch_size}, seed {args.seed}", flush=True)
 
-    history = {"step": [], "seconds": [], "train": [], "validation": []}
+    history: dict[str, list[float]] = {"step": [], "seconds": [], "train": [], "validation": []}
     start = time.perf_counter()
     step, out_of_time = 0, False
     while step < args.steps and not out_of_time:

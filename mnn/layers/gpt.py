@@ -145,11 +145,11 @@ class GPT(BaseLayer):
         if len(ids.shape) != 2 or ids.shape[1] == 0:
             raise ShapeError(f"{self.name}.generate: expected a prompt of at least one token, "
                              f"shape (B, T) or (T,), got {describe(prompt)}")
+        seed: Seed = rng
         if rng is None:
             seed = int(host_generator().integers(2**31))  # mnn.manual_seed decides
         else:
             host_generator(rng)  # an int seed or a numpy Generator, or a clear TypeError
-            seed = rng
         where = Placement.of(ids)
         uniform = None  # (n, B) draws, made at the first step in the logits' dtype
         modes = [(layer, layer.training) for _, layer in self.named_layers()]
