@@ -51,6 +51,25 @@ class CupyBackend(Backend):
                 cupy.random.default_rng(int(seed)))
             return generator.standard_normal(tuple(shape), dtype=self.dtype(dtype))
 
+    def random_uniform(self, shape, seed, device, dtype="float64"):
+        if isinstance(seed, np.random.Generator):
+            return super().random_uniform(shape, seed, device, dtype)
+        cupy = self.library()
+        with self.device(device):
+            generator = seed if isinstance(seed, cupy.random.Generator) else (
+                cupy.random.default_rng(int(seed)))
+            return generator.random(tuple(shape), dtype=self.dtype(dtype))
+
+    def erf(self, x):
+        from cupyx.scipy.special import erf  # comes with cupy
+
+        return erf(x)
+
+    def sigmoid(self, x):
+        from cupyx.scipy.special import expit  # comes with cupy
+
+        return expit(x)
+
     def scatter_add(self, target, indices, values):
         import cupyx  # comes with cupy, which is already imported if we hold a cupy array
 

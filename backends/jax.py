@@ -62,6 +62,20 @@ class JaxBackend(Backend):
         with jax.default_device(self.device(device)):
             return jax.random.normal(key, tuple(shape), dtype=self.dtype(dtype))
 
+    def random_uniform(self, shape, seed, device, dtype="float64"):
+        if isinstance(seed, np.random.Generator):
+            return super().random_uniform(shape, seed, device, dtype)
+        jax = self.library()
+        key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
+        with jax.default_device(self.device(device)):
+            return jax.random.uniform(key, tuple(shape), dtype=self.dtype(dtype))
+
+    def erf(self, x):
+        return self.library().scipy.special.erf(x)
+
+    def sigmoid(self, x):
+        return self.library().nn.sigmoid(x)
+
     def scatter_add(self, target, indices, values):
         return target.at[indices].add(values)  # functional: a new array, repeats add up
 

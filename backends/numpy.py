@@ -21,6 +21,14 @@ class NumpyBackend(Backend):
     def transpose_matmul(self, left, right):
         return np.dot(left.T, right)  # BLAS gemm even when the summed axis has length 1
 
+    def erf(self, x):
+        try:
+            from scipy.special import erf  # NumPy itself has none
+        except ImportError:
+            raise NotImplementedError("numpy has no erf function; scipy has one (pip install "
+                                      "scipy)") from None
+        return erf(x)
+
     def scatter_add(self, target, indices, values):
         out = target.copy()
         np.add.at(out, indices, values)  # unbuffered: repeated indices add up

@@ -54,12 +54,28 @@ class TorchBackend(Backend):
         if isinstance(seed, np.random.Generator):
             return super().random_normal(shape, seed, device, dtype)
         torch = self.library()
-        device = self.device(str(device))
-        generator = seed
-        if not isinstance(seed, torch.Generator):
-            generator = torch.Generator(device=device).manual_seed(int(seed))
-        return torch.randn(tuple(shape), generator=generator, device=device,
-                           dtype=self.dtype(dtype))
+        return torch.randn(tuple(shape), generator=self._generator(seed, device),
+                           device=self.device(str(device)), dtype=self.dtype(dtype))
+
+    def _generator(self, seed, device):
+        """``seed`` if it is a ``torch.Generator``, else a new one on ``device`` seeded with it."""
+        torch = self.library()
+        if isinstance(seed, torch.Generator):
+            return seed
+        return torch.Generator(device=self.device(str(device))).manual_seed(int(seed))
+
+    def random_uniform(self, shape, seed, device, dtype="float64"):
+        if isinstance(seed, np.random.Generator):
+            return super().random_uniform(shape, seed, device, dtype)
+        torch = self.library()
+        return torch.rand(tuple(shape), generator=self._generator(seed, device),
+                          device=self.device(str(device)), dtype=self.dtype(dtype))
+
+    def erf(self, x):
+        return self.library().special.erf(x)
+
+    def sigmoid(self, x):
+        return self.library().sigmoid(x)
 
     def scatter_add(self, target, indices, values):
         return target.index_add(0, indices, values)

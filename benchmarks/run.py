@@ -1,7 +1,7 @@
 """Run every benchmark, one subprocess per comparison; write docs/benchmarks.{json,md,png}.
 
     python benchmarks/run.py            # the full run (a few minutes)
-    python benchmarks/run.py --quick    # a smoke run: one MLP and one softmax comparison
+    python benchmarks/run.py --quick    # a smoke run: one MLP, one softmax, one GPT comparison
 
 Why one process per comparison: each starts from a clean heap and clean caches,
 and nothing one contender's library set up (threads, allocator state) leaks into
@@ -38,16 +38,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-#: The MLP ratios the issue asks about: (numerator, denominator) contenders.
+#: The ratios the issues ask about: (numerator, denominator) contenders.
 PAIRS = [("mnn-numpy", "floor"), ("mnn-torch", "torch.nn"), ("mnn-numpy", "tinynn"),
-         ("torch.nn", "floor"), ("gemms", "floor")]
+         ("torch.nn", "floor"), ("gemms", "floor"), ("mnn-numpy", "torch.nn")]
 
 
 def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
     """The command-line arguments of every comparison: ``[module, *args]``."""
     if quick:
         return [["benchmarks.mlp", "--batch", "64", "--dtype", "float32"],
-                ["benchmarks.softmax_memory", "--op", "softmax", "--n", "1024"]]
+                ["benchmarks.softmax_memory", "--op", "softmax", "--n", "1024"],
+                ["benchmarks.gpt", "--library", "numpy", "--batch", "4"]]
     runs = [["benchmarks.mlp", "--batch", str(b), "--dtype", d, "--library", library]
             for d in ("float32", "float64") for b in (1, 64, 1024)
             for library in ("numpy", "torch")]
@@ -58,6 +59,9 @@ def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
              for op in ("softmax", "log-softmax") for n in (10, 1024, 32768)]
     runs += [["benchmarks.distributed", "--batch", str(b)] for b in (64, 1024)]
     runs.append(["benchmarks.sklearn_digits"])  # mnn.sklearn beside scikit-learn: whole fits
+    # The GPT training step of the issue's target (one thread, as its reference run),
+    # each mnn backend timed round-robin beside torch.nn in one process.
+    runs += [["benchmarks.gpt", "--library", library] for library in ("torch", "numpy")]
     return runs
 
 
@@ -220,7 +224,7 @@ def main(argv=None) -> int:
         results = [run_one(c, env, timing, os.path.join(folder, f"{i}.json"))
                    for i, c in enumerate(comparisons(args.quick, gpu))]
     for comparison in results:
-        if comparison.get("kind") == "mlp":
+        if comparison.get("kind") in ("mlp", "gpt"):
             add_pairs(comparison)
     argv_shown = ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
     report = {"command": shlex.join(argv_shown),

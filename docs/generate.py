@@ -48,6 +48,8 @@ def _indent(line: str) -> int:
 
 def _take_block(lines: list[str], start: int, base: int) -> tuple[list[str], int]:
     """The lines from ``start`` indented deeper than ``base`` (blank lines inside kept)."""
+    while start < len(lines) and not lines[start].strip():  # the blank line that opens a block
+        start += 1
     end = start
     while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > base):
         end += 1
@@ -102,7 +104,7 @@ def markdown(docstring: str) -> str:
                 i += 1
             out.extend(["```python", *(x.strip() for x in lines[start:i]), "```", ""])
         elif stripped.endswith("::") and i + 1 < len(lines):  # a literal block follows
-            text = stripped[:-1].rstrip() + ":" if stripped != "::" else ""
+            text = stripped[:-2].rstrip() + ":" if stripped != "::" else ""  # "x::" reads "x:"
             if paragraph and text and not _LIST_ITEM.match(text):
                 paragraph[-1] += " " + text
             elif text:

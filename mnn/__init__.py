@@ -14,6 +14,7 @@ from mnn.errors import (
     CheckpointError,
     DTypeError,
     LabelError,
+    MissingFunctionError,
     MnnError,
     PlacementError,
     ShapeError,
@@ -29,7 +30,7 @@ __all__ = [
     "backends", "optim", "BaseLayer", "manual_seed", "save", "load", "register_layer",
     "register_optimizer",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
-    "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError",
+    "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError", "MissingFunctionError",
     "register_layer", "register_optimizer",
     *_layers,
 ]

@@ -88,6 +88,9 @@ class BaseLayer:
     #: False when nobody needs the gradient with respect to the inputs (the first layer
     #: of a network fed with data): ``backward`` then returns ``None``.
     input_grad = True
+    #: Training mode (the default) or evaluation mode: ``train()`` and ``eval()`` set it on
+    #: a layer and every sublayer. Only layers that behave differently (Dropout) read it.
+    training = True
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
@@ -376,6 +379,23 @@ class BaseLayer:
             self.params[key] = backend.add_scaled(self.params[key], 1.0, step)
         else:
             self.add_grad(key, backend.transpose_matmul(left, right))
+
+    def train(self, mode: bool = True) -> BaseLayer:
+        """Set training mode (``mode=True``) or evaluation mode on this layer and every
+        sublayer, as ``torch.nn.Module.train`` does; returns the layer.
+
+        Dropout drops entries only in training mode; in evaluation mode it passes its
+        inputs through. Every other layer computes the same in both modes.
+        """
+        if not isinstance(mode, bool):
+            raise ValueError(f"{self.name}.train: expected mode to be True or False, got {mode!r}")
+        for _, layer in self.named_layers():
+            layer.training = mode
+        return self
+
+    def eval(self) -> BaseLayer:
+        """Evaluation mode on this layer and every sublayer: ``self.train(False)``."""
+        return self.train(False)
 
     def step(self, lr: float = 0.01) -> None:
         """Plain gradient descent, ``p <- p - lr * grad``: ``mnn.optim.SGD(self, lr).step()``.

@@ -37,6 +37,10 @@ class CheckpointError(MnnError, ValueError):
     """A checkpoint or state dict does not fit the model."""
 
 
+class MissingFunctionError(MnnError, NotImplementedError):
+    """The array library lacks a function the layer needs (``erf`` for the exact GELU)."""
+
+
 def describe(array) -> str:
     """A short description of what arrived: type, dtype, shape, device."""
     if not hasattr(array, "shape") or not hasattr(array, "dtype"):

@@ -90,6 +90,18 @@ def zeros(shape: tuple[int, ...]) -> np.ndarray:
     return _placeholder(shape) if _skipping.get() else np.zeros(shape)
 
 
+def ones(shape: tuple[int, ...]) -> np.ndarray:
+    """Ones (a LayerNorm scale), or a placeholder inside ``skip_init()``."""
+    return _placeholder(shape) if _skipping.get() else np.ones(shape)
+
+
+def normal(shape: tuple[int, ...], std: float, rng: np.random.Generator) -> np.ndarray:
+    """Normal with mean 0 and standard deviation ``std`` (``torch.nn.Embedding`` uses 1)."""
+    if _skipping.get():
+        return _placeholder(shape)
+    return std * rng.standard_normal(shape)
+
+
 def host_generator(rng: int | np.random.Generator | None = None) -> np.random.Generator:
     """The generator a constructor should draw from: ``rng`` if given, else the global one."""
     if rng is None:

@@ -168,3 +168,132 @@ def test_no_tokens_give_an_empty_output_and_gradient(target, rng):
     assert tuple(layer.backward(target.asarray(np.zeros((2, 0, 8)))).shape) == (2, 0, 8)
     for _, owner, key in layer.parameters():  # no tokens, no gradient: zeros, not None
         np.testing.assert_array_equal(target.to_host(owner.grads[key]), 0.0)
+
+
+# --- output projection, causal mask, key padding masks -----------------------------------------
+
+
+class PaddedAttention(mnn.MultiHeadAttention):
+    """Attention with one fixed key padding mask, so that gradcheck (which calls
+    ``forward(inputs)``) sees the masked function."""
+
+    def __init__(self, padding, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+
+    def forward(self, inputs, feedbacks=None, *, key_padding_mask=None):
+        return super().forward(inputs, feedbacks, key_padding_mask=self.padding)
+
+
+def full_attention(rng, **options):
+    layer = mnn.MultiHeadAttention(d=3, heads=2, bias=True, output_projection=True, rng=rng,
+                                   **options)
+    for sub in layer.sublayers.values():
+        sub.params["b"] = rng.standard_normal(6)
+    return layer
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_gradcheck_with_output_projection_and_masks(target, rng, causal):
+    assert gradcheck(full_attention(rng, causal=causal),
+                     target.asarray(rng.standard_normal((2, 4, 6))))
+    padding = target.asarray(np.array([[False, False, True, True], [True, False, False, False]]))
+    layer = PaddedAttention(padding, d=3, heads=2, bias=True, output_projection=True,
+                            causal=causal, rng=0)
+    assert gradcheck(layer, target.asarray(rng.standard_normal((2, 4, 6))))
+
+
+def test_causal_attention_sees_no_later_position(target, rng):
+    layer = full_attention(rng, causal=True)
+    x = rng.standard_normal((2, 5, 6))
+    changed = x.copy()
+    changed[:, 2:] = rng.standard_normal((2, 3, 6))
+    first, second = (target.to_host(layer(target.asarray(v))) for v in (x, changed))
+    np.testing.assert_allclose(second[:, :2], first[:, :2], rtol=1e-13)
+    assert not np.allclose(second[:, 2:], first[:, 2:])
+
+
+def test_padding_is_ignored_and_a_query_with_nothing_to_see_gets_zeros(target, rng):
+    layer = mnn.MultiHeadAttention(d=2, heads=2, causal=True, rng=0)
+    x = rng.standard_normal((2, 4, 4))
+    padding = np.array([[False, False, True, True], [True, False, False, False]])
+    out = target.to_host(layer(target.asarray(x), key_padding_mask=target.asarray(padding)))
+    assert np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out[1, 0], 0)  # sees only key 0, which is padding
+    changed = x.copy()
+    changed[0, 2:] = rng.standard_normal((2, 4))  # the padding of sample 0: nobody sees it
+    again = target.to_host(layer(target.asarray(changed),
+                                 key_padding_mask=target.asarray(padding)))
+    np.testing.assert_allclose(again[0, :2], out[0, :2], rtol=1e-13)
+    grad = target.to_host(layer.backward(target.asarray(np.ones((2, 4, 4)))))
+    assert np.all(np.isfinite(grad))
+
+
+def test_an_empty_sequence_gives_an_empty_output(target, rng):
+    layer = full_attention(rng, causal=True)
+    x = target.asarray(np.zeros((2, 0, 6)))
+    out = layer(x)
+    assert tuple(out.shape) == (2, 0, 6)
+    assert tuple(layer.backward(target.asarray(np.zeros((2, 0, 6)))).shape) == (2, 0, 6)
+
+
+@pytest.mark.parametrize(("mask", "error", "message"), [
+    (np.zeros((2, 4), dtype=np.int64), mnn.DTypeError, "expected key_padding_mask to be a "
+                                                       "boolean array"),
+    (np.zeros((2, 3), dtype=bool), mnn.ShapeError, r"expected key_padding_mask of shape \(2, 4\)")])
+def test_bad_key_padding_mask_is_a_clear_error(target, rng, mask, error, message):
+    with pytest.raises(error, match=rf"MultiHeadAttention: {message}"):
+        attention(d=2, heads=2)(target.asarray(rng.standard_normal((2, 4, 4))),
+                                key_padding_mask=target.asarray(mask))
+
+
+def test_a_key_padding_mask_from_another_library_is_a_clear_error(target, rng):
+    if target.backend.name == "numpy":
+        pytest.skip("the numpy target: a NumPy mask is from the same library")
+    with pytest.raises(mnn.PlacementError, match=r"MultiHeadAttention: expected key_padding_mask "
+                                                 r"from the same library and device"):
+        attention(d=2, heads=2)(target.asarray(rng.standard_normal((2, 4, 4))),
+                                key_padding_mask=np.zeros((2, 4), dtype=bool))
+
+
+def test_the_original_config_still_builds_the_original_layer(tmp_path):
+    """Checkpoints written before the output projection and the masks existed still load."""
+    old = {"type": "MultiHeadAttention", "args": {"d": 2, "heads": 3, "bias": False}}
+    layer = build(old)
+    assert layer.config() == old and layer.W_out is None and not layer.causal
+    assert list(layer.state_dict()) == ["W_qry.w", "W_key.w", "W_val.w"]
+    new = mnn.MultiHeadAttention(2, 3, output_projection=True, causal=True, rng=0)
+    assert new.config()["args"] == {"d": 2, "heads": 3, "bias": False,
+                                    "output_projection": True, "causal": True}
+    assert list(new.state_dict())[-1] == "W_out.w"
+    mnn.save(layer, tmp_path / "old.safetensors")
+    assert mnn.load(tmp_path / "old.safetensors").config() == old
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_matches_torch_multihead_attention_with_masks(rng, causal):
+    """torch.nn.MultiheadAttention (batch_first) from the same weights, in float64."""
+    torch = pytest.importorskip("torch", reason="the torch.nn comparison needs torch")
+    layer = full_attention(rng, causal=causal)
+    reference = torch.nn.MultiheadAttention(6, 2, batch_first=True, dtype=torch.float64)
+    parts = [layer.sublayers[n] for n in ("W_qry", "W_key", "W_val")]
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(torch.tensor(np.concatenate([p.params["w"] for p in parts])))
+        reference.in_proj_bias.copy_(torch.tensor(np.concatenate([p.params["b"] for p in parts])))
+        reference.out_proj.weight.copy_(torch.tensor(layer.W_out.params["w"]))
+        reference.out_proj.bias.copy_(torch.tensor(layer.W_out.params["b"]))
+    x, g = rng.standard_normal((2, 5, 6)), rng.standard_normal((2, 5, 6))
+    padding = np.array([[False, False, False, True, True], [False] * 5])
+    out = layer(x, key_padding_mask=padding)
+    grad = layer.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    future = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1) if causal else None
+    tout, _ = reference(tx, tx, tx, key_padding_mask=torch.tensor(padding), attn_mask=future,
+                        need_weights=False)
+    tout.backward(torch.tensor(g))
+    pairs = [(out, tout), (grad, tx.grad),
+             (layer.W_out.grads["w"], reference.out_proj.weight.grad),
+             (np.concatenate([p.grads["w"] for p in parts]), reference.in_proj_weight.grad),
+             (np.concatenate([p.grads["b"] for p in parts]), reference.in_proj_bias.grad)]
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import array_api_compat
 import numpy as np
@@ -253,6 +254,61 @@ def test_random_normal_from_a_numpy_generator_is_the_host_stream(target):
     out = target.backend.random_normal((4, 3), np.random.default_rng(5), target.device, "float64")
     np.testing.assert_array_equal(target.to_host(out),
                                   np.random.default_rng(5).standard_normal((4, 3)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_uniform_is_seeded(target, dtype):
+    draw = target.backend.random_uniform
+    first = draw((200, 50), 7, target.device, dtype)
+    assert target.backend.owns(first) and dtype_name(first.dtype) == dtype
+    assert tuple(first.shape) == (200, 50)
+    assert array_api_compat.device(first) == target.device
+    host = target.to_host(first)
+    np.testing.assert_array_equal(host, target.to_host(draw((200, 50), 7, target.device, dtype)))
+    assert not np.array_equal(host, target.to_host(draw((200, 50), 8, target.device, dtype)))
+    assert host.min() >= 0.0 and host.max() < 1.0
+    assert abs(host.mean() - 0.5) < 0.01 and abs(host.var() - 1 / 12) < 0.01  # U[0, 1)
+
+
+def test_random_uniform_from_a_numpy_generator_is_the_host_stream(target):
+    out = target.backend.random_uniform((4, 3), np.random.default_rng(5), target.device, "float64")
+    np.testing.assert_array_equal(target.to_host(out), np.random.default_rng(5).random((4, 3)))
+
+
+# --- sigmoid ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("generic", [False, True], ids=["adapter", "standard-fallback"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_is_accurate_everywhere(target, dtype, generic):
+    """Against 1 / (1 + e^-x) in long double: a few ulps; no overflow at x = -1e4."""
+    host = np.concatenate([np.linspace(-30, 30, 121), [-80.0, -1e4, 1e4, 0.0]]).astype(dtype)
+    sigmoid = backends.Backend.sigmoid if generic else type(target.backend).sigmoid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in exp"
+        out = sigmoid(target.backend, target.asarray(host, dtype))
+    assert target.backend.owns(out) and dtype_name(out.dtype) == dtype
+    exact = 1 / (1 + np.exp(-np.asarray(host, dtype=np.longdouble)))
+    ulp = np.finfo(dtype).eps
+    np.testing.assert_allclose(target.to_host(out), exact.astype(dtype), rtol=8 * ulp,
+                               atol=np.finfo(dtype).tiny * 4)
+
+
+# --- erf --------------------------------------------------------------------------------------
+
+ERF_AT = {0.0: 0.0, 0.5: 0.5204998778130465, 1.0: 0.8427007929497149, -2.0: -0.9953222650189527,
+          4.0: 0.9999999845827421}  # erf(x) to double precision (Abramowitz and Stegun, 7.1)
+
+
+def test_erf_where_the_library_has_one(target):
+    x = target.asarray(np.array(list(ERF_AT)))
+    try:
+        out = target.backend.erf(x)
+    except NotImplementedError as error:
+        assert target.backend.name in ("array_api_strict", "numpy"), error
+        assert f"{target.backend.name} has no erf function" in str(error)
+        pytest.skip(f"no erf on this target: {error}")
+    assert target.backend.owns(out) and out.dtype == x.dtype
+    np.testing.assert_allclose(target.to_host(out), list(ERF_AT.values()), rtol=1e-14, atol=1e-16)
 
 
 # --- third-party adapters through the mnn.backends entry point group --------------------------

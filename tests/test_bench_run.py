@@ -43,8 +43,8 @@ def test_quick_run_writes_every_contender(tmp_path):
     assert "benchmarks/run.py --quick" in markdown
     assert set(report["environment"]) >= {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
     kinds = [c["kind"] for c in report["comparisons"]]
-    assert kinds == ["mlp", "softmax"]
-    mlp_run, softmax_run = report["comparisons"]
+    assert kinds == ["mlp", "softmax", "gpt"]
+    mlp_run, softmax_run, gpt_run = report["comparisons"]
     assert [r["name"] for r in mlp_run["results"]] == list(mlp.TRAINERS)
     for result in mlp_run["results"]:
         reason = mlp.missing(result["name"])
@@ -61,3 +61,9 @@ def test_quick_run_writes_every_contender(tmp_path):
     for result in numpy_cases:
         # the backward's own peak, result included: at least one (B, n) array, and O(B n)
         assert 1.0 <= result["peak_over_input"] < 4.0
+    gpt = import_benchmark("gpt")
+    assert "GPT training step" in markdown and gpt_run["reference"] == "torch.nn"
+    assert [r["name"] for r in gpt_run["results"]] == ["torch.nn", "mnn-numpy"]
+    for result in gpt_run["results"]:
+        reason = gpt.missing(result["name"])
+        assert result["skipped"] == reason if reason else result["median_ms"] > 0

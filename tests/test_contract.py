@@ -82,11 +82,16 @@ def test_gradients_unlike_the_output_are_a_clear_error(target, name, wrong, rng)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "MatrixProduct"])
-def test_integer_inputs_are_a_clear_error(target, name):
+def test_inputs_of_the_wrong_kind_are_a_clear_error(target, name):
+    """Integers where a layer computes on floats, and floats where it looks up token ids."""
     layer, inputs, feedbacks = placed_case(name, target)
-    integers = target.asarray(np.ones(tuple(inputs.shape), dtype=np.int64))
-    with pytest.raises(mnn.DTypeError, match=r"expected floating-point inputs"):
-        layer(integers, feedbacks)
+    if target.xp.isdtype(inputs.dtype, "integral"):
+        wrong, expected = target.asarray(np.ones(tuple(inputs.shape))), "integral inputs"
+    else:
+        wrong = target.asarray(np.ones(tuple(inputs.shape), dtype=np.int64))
+        expected = "floating-point inputs"
+    with pytest.raises(mnn.DTypeError, match=rf"expected {expected}"):  # a container: its part
+        layer(wrong, feedbacks)
 
 
 @pytest.mark.parametrize("name", NAMES)

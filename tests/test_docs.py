@@ -85,3 +85,10 @@ def test_lists_stay_lists_and_wrapped_lines_stay_joined():
     text = generate.markdown("Title line.\n\n* one\n  more\n* two :math:`a\n  - b`\n\nx = y\n- z\n")
     assert "* one more\n* two $`a - b`$\n" in text
     assert "x = y - z" in text
+
+
+def test_a_literal_block_after_double_colon():
+    """reST ``text::`` renders as ``text:`` followed by the indented block, as code."""
+    doc = "Train it::\n\n    loss = model(x, y)\n    model.backward()\n\nThen sample."
+    assert generate.markdown(doc) == ("Train it:\n\n```text\nloss = model(x, y)\nmodel.backward()"
+                                      "\n```\n\nThen sample.\n")

@@ -155,3 +155,46 @@ def test_a_gradient_that_does_not_fit_its_input_is_a_failure_with_a_message(targ
     with pytest.raises(GradcheckError, match=r"ReturnsAnotherGradient .*the gradient of inputs "
                                              + expected):
         gradcheck(ReturnsAnotherGradient(make), target.asarray(rng.standard_normal((2, 3))))
+
+
+class EmbeddingWithoutRepeats(mnn.Embedding):
+    """Writes each row's gradient instead of adding them up: repeated ids lose all but one."""
+
+    def compute_backward(self, xp, gradients, ids):
+        host_ids = self.placement.to_host(ids)
+        rows = self.placement.to_host(gradients).reshape(len(host_ids), -1)
+        grad = np.zeros(self.params["w"].shape)
+        grad[host_ids] = rows  # fancy assignment: the last write of a repeated id wins
+        self.add_grad("w", self.placement.from_host(grad))
+
+
+def test_a_layer_of_integer_inputs_is_checked_in_its_parameters(target):
+    """Embedding takes token ids only: gradcheck checks its table, in the table's dtype."""
+    ids = target.asarray(np.array([[1, 3, 1], [0, 1, 2]]))
+    assert gradcheck(mnn.Embedding(4, 2, rng=0), ids)
+    with pytest.raises(GradcheckError, match=r"EmbeddingWithoutRepeats on .*float64: gradient "
+                                             r"with respect to parameter 'w' is wrong"):
+        gradcheck(EmbeddingWithoutRepeats(4, 2, rng=0), ids)
+
+
+class RedrawingDropout(mnn.Dropout):
+    """A Dropout that hides its draws from gradcheck: a new mask at every forward."""
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        self._hidden = getattr(self, "_hidden", 0) + 1
+        self.draws = self._hidden
+        return super().compute_forward(xp, inputs, feedbacks)
+
+
+def test_random_draws_are_repeated_for_every_forward(target, rng):
+    x = target.asarray(rng.standard_normal((3, 4)))
+    assert gradcheck(mnn.SequentialLayers([mnn.LinearLayer(4, 4, rng=0), mnn.Dropout(0.5, rng=0)]),
+                     x)
+    with pytest.raises(GradcheckError):  # without the reset, the masks differ between forwards
+        gradcheck(RedrawingDropout(0.5, rng=0), x)
+
+
+def test_nothing_to_check_is_a_clear_error(target):
+    with pytest.raises(TypeError, match=r"gradcheck: ReluLayer got no floating-point inputs and "
+                                        r"has no parameters"):
+        gradcheck(mnn.ReluLayer(), target.asarray(np.array([1, 2])))

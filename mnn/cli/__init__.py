@@ -1,4 +1,4 @@
-"""The ``mnn`` command: ``mnn train``, ``mnn evaluate``, ``mnn info``, ``mnn check``.
+"""The ``mnn`` command: ``mnn train``, ``train-lm``, ``evaluate``, ``info`` and ``check``.
 
 Each subcommand lives in its own file, with an ``add_arguments(parser)`` and a
 ``run(args)``. Bad input (an unknown backend, a device that is not present, a
@@ -13,12 +13,14 @@ import argparse
 import os
 import sys
 
-from mnn.cli import check, evaluate, info, train
+from mnn.cli import check, evaluate, info, train, train_lm
 from mnn.cli.common import CommandError
 from mnn.errors import MnnError
 
 COMMANDS = {
     "train": (train, "train a network (digits by default) and report its test accuracy"),
+    "train-lm": (train_lm, "train a character-level GPT (on Python's help text by default) and "
+                           "sample from it"),
     "evaluate": (evaluate, "a saved model's test accuracy and confusion matrix"),
     "info": (info, "backends, versions and devices present on this machine"),
     "check": (check, "gradient checks of every layer on every backend and device present"),

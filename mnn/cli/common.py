@@ -1,4 +1,5 @@
-"""What the subcommands share: the user-facing error, choosing a backend and device, data sets.
+"""What the subcommands share: the user-facing error, choosing a backend and device, data sets,
+output files, plots and progress bars.
 
 The command may import array libraries (``import mnn`` may not): the user named
 one with ``--backend``, so it is imported here, by name, with a clear error when
@@ -8,8 +9,10 @@ it is not installed or the device is not present.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import os
+import sys
 
 from mnn import backends
 
@@ -133,3 +136,75 @@ def predictions(model, dataset, batch_size: int = 1000):
         logits = network(dataset.inputs[start:stop, ...])
         out.append(backend.to_host(xp.argmax(logits, axis=1)))
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+# --- plots and progress bars ----------------------------------------------------------
+
+
+def plot_destination(value: str | None, default: str, default_path: str,
+                     say=print) -> str | None:
+    """Where ``--plot`` draws: ``default_path`` when the option was left at ``default`` and
+    matplotlib can draw (else a note through ``say``, and no plot), nothing for ``none``,
+    else ``value``, which must be a writable image file name (``PLOT_SUFFIXES``).
+
+    A plot needs matplotlib: that is checked now, not after training.
+    """
+    if value == default:
+        if importlib.util.find_spec("matplotlib") is None:
+            say("(no plot of the curves: matplotlib is not installed; pip install matplotlib)")
+            return None
+        value = default_path
+    elif value == "none":
+        return None
+    check_output_path("--plot", value, PLOT_SUFFIXES)
+    pyplot()
+    return value
+
+
+def pyplot():
+    """``matplotlib.pyplot``, drawing to files only; ``CommandError`` if it is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CommandError("--plot needs matplotlib, which is not installed; install it with: "
+                           "pip install matplotlib") from None
+    matplotlib.use("Agg")  # files only, no window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: str) -> None:
+    """Write ``figure`` to ``path`` in the format its suffix names, atomically (an old plot
+    is replaced only by a whole new one), and close it."""
+    from mnn.files import atomic_file
+
+    try:
+        with atomic_file(path) as file:
+            figure.savefig(file, dpi=100, format=os.path.splitext(path)[1].lstrip(".").lower())
+    finally:
+        pyplot().close(figure)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, description: str, disabled: bool, unit: str = "sample"):
+    """A tqdm bar on stderr counting ``unit`` (its rate is per second), or nothing when
+    ``disabled`` or without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    if disabled:
+        return _NoBar()
+    return tqdm(total=total, desc=description, unit=unit, unit_scale=True, leave=False,
+                file=sys.stderr, dynamic_ncols=True)

@@ -15,7 +15,6 @@ backward (``mnn.distributed``); rank 0 prints, plots and saves. See docs/distrib
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -33,11 +32,14 @@ from mnn.cli.common import (
     check_seed,
     limit_threads,
     load_dataset,
+    plot_destination,
     predictions,
+    progress_bar,
+    pyplot,
     resolve_target,
+    save_figure,
 )
 from mnn.data import Batches, DistributedBatches
-from mnn.files import atomic_file
 
 OPTIMIZERS = {"sgd": mnn.optim.SGD, "adam": mnn.optim.Adam, "adamw": mnn.optim.AdamW}
 N_CLASSES = 10
@@ -144,17 +146,8 @@ def run_training(args, job: distributed.Job | None) -> int:
     """Train in this process: alone, or as one rank of a data-parallel ``job``."""
     main = job is None or job.is_main  # rank 0 prints, plots and saves
     say = print if main else _quiet
-    if args.plot == DEFAULT_PLOT:  # a plot when matplotlib can draw it, a note when not
-        args.plot = f"{args.dataset}-curves.png"
-        if importlib.util.find_spec("matplotlib") is None:
-            say("(no plot of the curves: matplotlib is not installed; pip install matplotlib)")
-            args.plot = None
-    elif args.plot == "none":
-        args.plot = None
     check_output_path("--save", args.save)
-    check_output_path("--plot", args.plot, PLOT_SUFFIXES)
-    if args.plot:
-        _matplotlib()  # fail before training, not after
+    args.plot = plot_destination(args.plot, DEFAULT_PLOT, f"{args.dataset}-curves.png", say)
     backend, device = resolve_target(args.backend, args.device)
     if job is not None and job.device(device) != device:  # each rank on its own GPU
         backend, device = resolve_target(args.backend, job.device(device))
@@ -187,8 +180,8 @@ def run_training(args, job: distributed.Job | None) -> int:
     history = {"loss": [], "accuracy": []}
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        bar = _progress(batches.samples_per_epoch, f"epoch {epoch}/{args.epochs}",
-                        args.no_progress or not main)
+        bar = progress_bar(batches.samples_per_epoch, f"epoch {epoch}/{args.epochs}",
+                           args.no_progress or not main)
         total, seen = 0.0, 0
         for inputs, labels in batches:
             optimizer.zero_grad(set_to_none=True)  # backward then stores, no zero pass
@@ -228,7 +221,7 @@ def run_training(args, job: distributed.Job | None) -> int:
 
 def plot_curves(history: dict, path: str, title: str) -> None:
     """Training loss and test accuracy per epoch, side by side, as an image (by its suffix)."""
-    plt = _matplotlib()
+    plt = pyplot()
     epochs = np.arange(1, len(history["loss"]) + 1)
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     left.plot(epochs, history["loss"], marker="o")
@@ -239,47 +232,8 @@ def plot_curves(history: dict, path: str, title: str) -> None:
         axes.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
-    try:
-        with atomic_file(path) as file:  # an old plot is replaced only by a whole new one
-            figure.savefig(file, dpi=100, format=os.path.splitext(path)[1].lstrip(".").lower())
-    finally:
-        plt.close(figure)
-
-
-def _matplotlib():
-    try:
-        import matplotlib
-    except ImportError:
-        raise CommandError("--plot needs matplotlib, which is not installed; install it with: "
-                           "pip install matplotlib") from None
-    matplotlib.use("Agg")  # files only, no window
-    import matplotlib.pyplot as plt
-
-    return plt
+    save_figure(figure, path)
 
 
 def _quiet(*args, **kwargs) -> None:
     """``print`` on ranks other than 0."""
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, description: str, disabled: bool):
-    """A tqdm bar counting samples (so its rate is samples/s), or nothing without tqdm."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    if disabled:
-        return _NoBar()
-    return tqdm(total=total, desc=description, unit="sample", unit_scale=True, leave=False,
-                file=sys.stderr, dynamic_ncols=True)

@@ -2,6 +2,11 @@
 
 from mnn.layers.attention import MultiHeadAttention
 from mnn.layers.cross_entropy_loss import CrossEntropyLossLayer
+from mnn.layers.dropout import Dropout
+from mnn.layers.embedding import Embedding
+from mnn.layers.gelu import GELU
+from mnn.layers.gpt import GPT
+from mnn.layers.layer_norm import LayerNorm
 from mnn.layers.linear import LinearLayer
 from mnn.layers.log import LogLayer
 from mnn.layers.log_softmax import LogSoftmaxLayer
@@ -9,11 +14,20 @@ from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.mse_loss import MSELossLayer
 from mnn.layers.nll_loss import NllLossLayer
 from mnn.layers.relu import ReluLayer
+from mnn.layers.residual import Residual
 from mnn.layers.sequential import SequentialLayers
+from mnn.layers.sigmoid import Sigmoid
 from mnn.layers.softmax import SoftmaxLayer
+from mnn.layers.tanh import Tanh
+from mnn.layers.transformer_block import TransformerBlock
 
 __all__ = [
     "CrossEntropyLossLayer",
+    "Dropout",
+    "Embedding",
+    "GELU",
+    "GPT",
+    "LayerNorm",
     "LinearLayer",
     "LogLayer",
     "LogSoftmaxLayer",
@@ -22,6 +36,10 @@ __all__ = [
     "MultiHeadAttention",
     "NllLossLayer",
     "ReluLayer",
+    "Residual",
     "SequentialLayers",
+    "Sigmoid",
     "SoftmaxLayer",
+    "Tanh",
+    "TransformerBlock",
 ]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 
+import array_api_compat
+
 from mnn.base import BaseLayer
-from mnn.checks import positive_int
+from mnn.checks import check_same_placement, positive_int
+from mnn.errors import DTypeError, ShapeError, describe
 from mnn.initializers import host_generator
 from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.softmax import softmax, softmax_vjp
 from mnn.registry import register_layer
-from mnn.types import Seed
+from mnn.types import Array, Seed
 
 
 @register_layer
@@ -20,7 +23,19 @@ class MultiHeadAttention(BaseLayer):
 
     Each of the :math:`T` positions asks a question (query), offers a key and a
     value; it receives the values of all positions, weighted by how well its
-    query matches their keys. There is no output projection (the original mnn's layer).
+    query matches their keys.
+
+    ``MultiHeadAttention(d=64, heads=12, bias=False)`` is the original mnn's layer,
+    without an output projection or masks; its checkpoints load as they are. The
+    keyword arguments add what a GPT needs:
+
+    * ``output_projection=True``: a ``LinearLayer`` ``W_out`` after the heads are
+      merged (Eq. (6)), as ``torch.nn.MultiheadAttention``'s ``out_proj``;
+    * ``causal=True``: position :math:`i` attends to positions :math:`j \le i`
+      only (a language model must not see the future);
+    * per call, ``layer(x, key_padding_mask=mask)``: a boolean ``(B, T)`` array,
+      True where position :math:`j` of a sample is padding, which no query then
+      attends to (``torch.nn.MultiheadAttention``'s convention for boolean masks).
 
     Forward
     -------
@@ -37,15 +52,25 @@ class MultiHeadAttention(BaseLayer):
     .. math::
         S_h = \frac{Q_h K_h^\top}{\sqrt{d}}  \qquad (2)
 
+    The masks say which key :math:`j` each query :math:`i` may see: :math:`M_{ij}`
+    is true unless :math:`j > i` (``causal``) or :math:`j` is padding. A masked
+    score becomes :math:`-\infty`, so its weight :math:`e^{-\infty}` is exactly 0:
+
     .. math::
-        A_h = \operatorname{softmax}(S_h) \text{ along each row (the key axis)}, \qquad
-        (A_h)_{ij} = \frac{e^{(S_h)_{ij}}}{\sum_{l} e^{(S_h)_{il}}}  \qquad (3)
+        (A_h)_{ij} = \frac{[M_{ij}]\, e^{(S_h)_{ij}}}{\sum_{l} [M_{il}]\, e^{(S_h)_{il}}}
+        \text{ (softmax along each row, the key axis)}  \qquad (3)
+
+    A row with no key left (a query whose every visible key is padding) would be
+    :math:`0/0`; it gets :math:`A_{i\cdot} = 0` instead, hence a zero output and
+    zero gradients, the defined result (torch gives nan there). Without masks,
+    :math:`M` is all true and (3) is the plain softmax.
 
     .. math::
         O_h = A_h V_h,  \qquad (4)
 
     and the heads are put back side by side, :math:`Y = [O_1, \dots, O_H]`
     (the inverse permutation and reshape).  (5)
+    With ``output_projection``, the output is :math:`Y W_o^\top (+ b_o)`.  (6)
 
     The :math:`1/\sqrt{d}`: if the entries of :math:`q` and :math:`k` have
     variance 1, :math:`q \cdot k` has variance :math:`d`; dividing by
@@ -53,27 +78,34 @@ class MultiHeadAttention(BaseLayer):
 
     Backward, step by step
     ----------------------
-    Given :math:`G = \partial \ell / \partial Y`, walk (5) to (1) backwards; every
+    Given :math:`G = \partial \ell / \partial Y`, walk (6) to (1) backwards; every
     step is a vector-Jacobian product already derived elsewhere, and no
-    :math:`T \times T` Jacobian per row is ever formed.
+    :math:`T \times T` Jacobian per row is ever formed. With ``output_projection``,
+    ``W_out.backward`` first turns the gradient of the output into :math:`G`
+    (``LinearLayer`` Eq. (2)) and adds its weight gradients.
 
     *(5) split the heads.* Splitting and merging only move entries, so the
     Jacobian is a permutation matrix and its transpose is the inverse move:
 
     .. math::
-        G_{O_h} = \text{head } h \text{ of } G.  \qquad (6)
+        G_{O_h} = \text{head } h \text{ of } G.  \qquad (7)
 
     *(4) a matrix product* (``MatrixProduct``, Eqs. (2), (3) there):
 
     .. math::
-        G_{A_h} = G_{O_h} V_h^\top, \qquad G_{V_h} = A_h^\top G_{O_h}.  \qquad (7)
+        G_{A_h} = G_{O_h} V_h^\top, \qquad G_{V_h} = A_h^\top G_{O_h}.  \qquad (8)
 
     *(3) softmax along rows.* Row by row, :math:`\partial A_{ij} / \partial S_{il}
     = A_{ij}(\delta_{jl} - A_{il})`, so (``softmax_vjp`` in ``mnn.layers.softmax``)
 
     .. math::
         (G_{S_h})_{il} = \sum_j (G_{A_h})_{ij} A_{ij} (\delta_{jl} - A_{il})
-            = A_{il}\Big((G_{A_h})_{il} - \sum_j (G_{A_h})_{ij} A_{ij}\Big).  \qquad (8)
+            = A_{il}\Big((G_{A_h})_{il} - \sum_j (G_{A_h})_{ij} A_{ij}\Big).  \qquad (9)
+
+    The masks need nothing more: a masked score has :math:`A_{il} = 0`, so (9)
+    gives it a zero gradient (a constant :math:`-\infty` has no gradient), and a
+    row of zeros stays zero. So the backward keeps the attention weights
+    :math:`A_h` and nothing else of its own (the matrix products keep their factors).
 
     *(2) a scaled matrix product* with the factors :math:`Q_h` and :math:`K_h^\top`:
     the scale passes through, and the gradient for :math:`K_h^\top` is transposed back,
@@ -81,10 +113,10 @@ class MultiHeadAttention(BaseLayer):
     .. math::
         G_{Q_h} = \frac{G_{S_h}}{\sqrt{d}} K_h, \qquad
         G_{K_h} = \Big(Q_h^\top \frac{G_{S_h}}{\sqrt{d}}\Big)^\top
-                = \frac{G_{S_h}^\top}{\sqrt{d}} Q_h.  \qquad (9)
+                = \frac{G_{S_h}^\top}{\sqrt{d}} Q_h.  \qquad (10)
 
     *Merge the heads* of :math:`G_Q, G_K, G_V` back to :math:`T \times D` (the
-    inverse of the split, as in (6)).  (10)
+    inverse of the split, as in (7)).  (11)
 
     *(1) three linear layers on the same input.* :math:`X` reaches :math:`\ell`
     along three paths, and the chain rule adds them (``LinearLayer`` Eq. (2));
@@ -92,28 +124,57 @@ class MultiHeadAttention(BaseLayer):
     :math:`G_Q^\top X` and so on (``LinearLayer`` Eq. (3)):
 
     .. math::
-        G_X = G_Q W_q + G_K W_k + G_V W_v.  \qquad (11)
+        G_X = G_Q W_q + G_K W_k + G_V W_v.  \qquad (12)
 
-    Cost: the forward's :math:`O(B H T^2 d + B T D^2)`, times about two.
+    Cost: the forward's :math:`O(B H T^2 d + B T D^2)`, times about two. A
+    sequence of length :math:`T = 0` gives an empty output (and gradient).
     """
 
     def __init__(self, d: int = 64, heads: int = 12, bias: bool = False, *,
+                 output_projection: bool = False, causal: bool = False,
                  rng: Seed = None) -> None:
         super().__init__()
         positive_int(self.name, "d", d)
         positive_int(self.name, "heads", heads)
-        if not isinstance(bias, bool):
-            raise ValueError(f"{self.name}: expected bias to be True or False, got {bias!r}")
-        self.args = {"d": d, "heads": heads, "bias": bias}
+        for flag, value in (("bias", bias), ("output_projection", output_projection),
+                            ("causal", causal)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{self.name}: expected {flag} to be True or False, "
+                                 f"got {value!r}")
+        # The original layer's config has no new keys, so old configs compare equal.
+        self.args = {"d": d, "heads": heads, "bias": bias,
+                     **({"output_projection": True} if output_projection else {}),
+                     **({"causal": True} if causal else {})}
         self.d, self.heads, self.features = d, heads, d * heads
+        self.causal = causal
         generator = host_generator(rng)
         self.W_qry, self.W_key, self.W_val = (
             LinearLayer(self.features, self.features, bias=bias, init="glorot", rng=generator)
             for _ in range(3))
         self.sublayers = {"W_qry": self.W_qry, "W_key": self.W_key, "W_val": self.W_val}
+        self.W_out = None
+        if output_projection:
+            self.W_out = LinearLayer(self.features, self.features, bias=bias, init="glorot",
+                                     rng=generator)
+            self.sublayers["W_out"] = self.W_out
         self._scores = MatrixProduct()  # Q_h K_h^T, Eq. (2)
         self._mix = MatrixProduct()  # A_h V_h, Eq. (4)
+        self._key_padding_mask = None  # of the forward that is running
         self.expect_inputs(min_rank=3, max_rank=3, sizes={-1: self.features})
+
+    def __call__(self, inputs: Array, feedbacks: Array = None, *,
+                 key_padding_mask: Array = None) -> Array:
+        return self.forward(inputs, feedbacks, key_padding_mask=key_padding_mask)
+
+    def forward(self, inputs: Array, feedbacks: Array = None, *,
+                key_padding_mask: Array = None) -> Array:
+        """The attention output for ``inputs`` ``(B, T, dH)``; ``key_padding_mask``, a boolean
+        ``(B, T)`` array of the inputs' library and device, marks padding with True."""
+        self._key_padding_mask = key_padding_mask
+        try:
+            return super().forward(inputs, feedbacks)
+        finally:
+            self._key_padding_mask = None
 
     def _split(self, xp, x):
         """``(B, T, H d)`` -> ``(B, H, T, d)``: one ``(T, d)`` matrix per sample and head."""
@@ -125,19 +186,64 @@ class MultiHeadAttention(BaseLayer):
         batch, _, length, _ = x.shape
         return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (batch, length, self.features))
 
+    def _masks(self, xp, inputs, dtype):
+        r"""``(bias, blind)``: ``bias`` is 0 where Eq. (3)'s :math:`M` is true and
+        :math:`-\infty` where it is not, ``(B or 1, 1, T, T)``, to be added to the scores;
+        ``blind`` marks the queries left with no key (only padding can do that). Either
+        is None when it has nothing to mark. Built at the size of the masks, not of the
+        scores: adding a bias costs one pass over the scores, as cheap as it gets."""
+        batch, length, _ = inputs.shape
+        padding = self._key_padding_mask
+        visible = None
+        if self.causal:
+            positions = xp.arange(length, device=array_api_compat.device(inputs))
+            visible = xp.reshape(positions, (length, 1)) >= positions  # key j <= query i
+        if padding is not None:
+            check_key_padding_mask(self, xp, padding, inputs)
+            keys = xp.reshape(~padding, (batch, 1, 1, length))
+            visible = keys if visible is None else keys & visible
+        if visible is None:
+            return None, None
+        blind = ~xp.any(visible, axis=-1, keepdims=True) if padding is not None else None
+        if blind is not None:  # a blind row sees every key, then its weights are set to 0
+            visible = visible | blind
+        zeros = xp.zeros(visible.shape, dtype=dtype, device=array_api_compat.device(inputs))
+        return xp.where(visible, zeros, -math.inf), blind
+
     def compute_forward(self, xp, inputs, feedbacks):
         q, k, v = (self._split(xp, layer(inputs))  # Eq. (1)
                    for layer in (self.W_qry, self.W_key, self.W_val))
-        scores = self._scores((q, xp.matrix_transpose(k))) / math.sqrt(self.d)  # Eq. (2)
+        scores = self._scores((q, xp.matrix_transpose(k)))  # Eq. (2)
+        scores *= 1.0 / math.sqrt(self.d)
+        bias, blind = self._masks(xp, inputs, scores.dtype)
+        if bias is not None:
+            scores += bias  # -inf where M is false: exp gives exactly 0 there, Eq. (3)
         weights = softmax(xp, scores, axis=-1)  # Eq. (3)
+        if blind is not None:
+            weights = xp.where(blind, 0.0, weights)  # Eq. (3): zeros, not 0/0
         self.save_for_backward(weights)
-        return self._merge(xp, self._mix((weights, v)))  # Eqs. (4), (5)
+        outputs = self._merge(xp, self._mix((weights, v)))  # Eqs. (4), (5)
+        return outputs if self.W_out is None else self.W_out(outputs)  # Eq. (6)
 
     def compute_backward(self, xp, gradients, weights):
-        grad_weights, grad_v = self._mix.backward(self._split(xp, gradients))  # Eqs. (6), (7)
-        grad_scores = softmax_vjp(xp, weights, grad_weights, axis=-1)  # Eq. (8)
-        grad_q, grad_kt = self._scores.backward(grad_scores / math.sqrt(self.d))  # Eq. (9)
+        if self.W_out is not None:
+            gradients = self.W_out.backward(gradients)  # Eq. (6)
+        grad_weights, grad_v = self._mix.backward(self._split(xp, gradients))  # Eqs. (7), (8)
+        grad_scores = softmax_vjp(xp, weights, grad_weights, axis=-1)  # Eq. (9)
+        grad_q, grad_kt = self._scores.backward(grad_scores / math.sqrt(self.d))  # Eq. (10)
         grad_k = xp.matrix_transpose(grad_kt)
-        return (self.W_qry.backward(self._merge(xp, grad_q))  # Eqs. (10), (11)
+        return (self.W_qry.backward(self._merge(xp, grad_q))  # Eqs. (11), (12)
                 + self.W_key.backward(self._merge(xp, grad_k))
                 + self.W_val.backward(self._merge(xp, grad_v)))
+
+
+def check_key_padding_mask(layer, xp, mask, inputs) -> None:
+    """A boolean ``(B, T)`` array from the inputs' library and device."""
+    check_same_placement(layer, mask, inputs, "key_padding_mask", "inputs", dtype=False)
+    if not hasattr(mask, "dtype") or mask.dtype != xp.bool:
+        raise DTypeError(f"{layer.name}: expected key_padding_mask to be a boolean array (True "
+                         f"marks padding), got {describe(mask)}")
+    expected = tuple(inputs.shape[:2])
+    if tuple(mask.shape) != expected:
+        raise ShapeError(f"{layer.name}: expected key_padding_mask of shape {expected} (batch, "
+                         f"time) for inputs of shape {tuple(inputs.shape)}, got {describe(mask)}")

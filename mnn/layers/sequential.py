@@ -7,7 +7,7 @@ from typing import overload
 
 from mnn.base import BaseLayer
 from mnn.registry import register_layer
-from mnn.types import Array
+from mnn.types import Array, Namespace
 
 
 @register_layer
@@ -107,20 +107,21 @@ class SequentialLayers(BaseLayer):
             inputs = layer.forward(inputs)
         return inputs
 
-    def check_inputs(self, inputs, feedbacks=None):
+    def check_inputs(self, inputs: Array, feedbacks: Array = None) -> None:
         return None  # each layer checks its own inputs
 
-    def check_gradients(self, gradients) -> None:
+    def check_gradients(self, gradients: Array) -> None:
         if gradients is None:
             raise TypeError(f"{self.name}: its last layer is not a loss, so backward(gradients) "
                             f"needs the gradient of the output")
+        super().check_gradients(gradients)  # like the output: the container names itself
 
-    def compute_forward(self, xp, inputs, feedbacks):
+    def compute_forward(self, xp: Namespace, inputs: Array, feedbacks: Array) -> Array:
         for layer in self.layers:
             inputs = layer.forward(inputs, feedbacks)  # Eq. (1)
         return inputs
 
-    def compute_backward(self, xp, gradients=None):
+    def compute_backward(self, xp: Namespace, gradients: Array = None) -> Array:
         layers = self.layers
         if self.is_loss:
             gradients = layers[-1].backward()

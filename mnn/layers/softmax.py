@@ -15,9 +15,9 @@ def softmax(xp, x, axis: int):
     """
     if x.shape[axis] == 0:
         return x
-    shifted = x - xp.max(x, axis=axis, keepdims=True)  # Eq. (2): every exponent is <= 0
-    e = xp.exp(shifted)
-    return e / xp.sum(e, axis=axis, keepdims=True)  # Eq. (1)
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))  # Eq. (2): every exponent is <= 0
+    e /= xp.sum(e, axis=axis, keepdims=True)  # Eq. (1), in the new array e
+    return e
 
 
 def softmax_vjp(xp, s, g, axis: int):
@@ -26,7 +26,9 @@ def softmax_vjp(xp, s, g, axis: int):
     ``s`` is the softmax output, ``g`` the gradient with respect to it (same shape);
     the inner product runs along ``axis``. :math:`O(n)` time and memory per row.
     """
-    return s * (g - xp.sum(g * s, axis=axis, keepdims=True))  # Eq. (4)
+    out = g - xp.sum(g * s, axis=axis, keepdims=True)  # Eq. (4)
+    out *= s
+    return out
 
 
 @register_layer

@@ -119,7 +119,60 @@ def _matrix_product(rng):
 
 @layer_case("MultiHeadAttention")
 def _attention(rng):
-    return mnn.MultiHeadAttention(d=2, heads=2, bias=True, rng=rng), _normal(rng, 2, 3, 4), None
+    layer = mnn.MultiHeadAttention(d=2, heads=2, bias=True, output_projection=True, causal=True,
+                                   rng=rng)
+    return layer, _normal(rng, 2, 3, 4), None
+
+
+@layer_case("Tanh")
+def _tanh(rng):
+    return mnn.Tanh(), _normal(rng, 3, 4), None
+
+
+@layer_case("Sigmoid")
+def _sigmoid(rng):
+    return mnn.Sigmoid(), 3 * _normal(rng, 3, 4), None
+
+
+@layer_case("GELU")
+def _gelu(rng):
+    return mnn.GELU(approximate="tanh"), 2 * _normal(rng, 3, 4), None  # erf: tests/test_gelu.py
+
+
+@layer_case("LayerNorm")
+def _layer_norm(rng):
+    # the initial scale 1 and shift 0 (tests/test_layer_norm.py checks others too)
+    return mnn.LayerNorm(5), 2 * _normal(rng, 3, 5) + 1, None
+
+
+@layer_case("Dropout")
+def _dropout(rng):
+    return mnn.Dropout(0.4, rng=rng), _normal(rng, 3, 5), None  # training mode: masks drawn
+
+
+@layer_case("Embedding")
+def _embedding(rng):
+    return mnn.Embedding(5, 3, rng=rng), rng.integers(0, 5, size=(2, 4)), None  # repeated ids
+
+
+@layer_case("Residual")
+def _residual(rng):
+    block = mnn.SequentialLayers([mnn.LayerNorm(4), mnn.LinearLayer(4, 4, rng=rng), mnn.Tanh()])
+    return mnn.Residual(block), _normal(rng, 3, 4), None
+
+
+@layer_case("TransformerBlock")
+def _transformer_block(rng):
+    block = mnn.TransformerBlock(4, heads=2, hidden=6, dropout=0.2, rng=rng)
+    return block, _normal(rng, 2, 3, 4), None
+
+
+@layer_case("GPT")
+def _gpt(rng):
+    # 2 x 6 x 23 = 276 logits: more than gradcheck's full_jacobian_max, so random projections
+    # check every parameter (its parts have full-Jacobian cases of their own).
+    model = mnn.GPT(vocab_size=23, context=8, d_model=4, heads=2, layers=1, hidden=6, rng=rng)
+    return model, rng.integers(0, 23, size=(2, 6)), None
 
 
 @layer_case("SequentialLayers")

@@ -36,6 +36,12 @@ float16/bf16    1e-2      1e-1     1e-1
 Anything but float64 gets a ``GradcheckPrecisionWarning``: in lower precision
 the differences themselves are noisy and a wrong gradient can pass.
 
+Integer inputs (token ids) have no gradient; a layer that takes only integers
+(``Embedding``, ``GPT``) is checked in its parameters, in their dtype. Layers
+that draw random numbers (``Dropout``, which counts its masks in ``draws``) are
+reset to the same count before every forward, so that the finite differences
+see one function, as ``torch.random.fork_rng`` does for torch's checks.
+
 It also checks that every input gradient ``backward`` returns is an array of
 its input's shape, dtype, library and device (a wrong one is a failure with a
 message, never a raw exception); that two forward/backward pairs return the same
@@ -106,11 +112,30 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
     rng = host_generator(rng)
     several = isinstance(inputs, (tuple, list))
     inputs = list(inputs) if several else [inputs]
-    floating = [i for i, x in enumerate(inputs) if _is_floating(x)]
-    if not floating:
-        raise TypeError(f"gradcheck: {layer.name} got no floating-point inputs to check")
-    reference = Placement.of(inputs[floating[0]])
-    backend, device, dtype = reference.backend, reference.device, dtype_name(reference.dtype)
+    arrays = [i for i, x in enumerate(inputs) if _is_array(x)]
+    floating = [i for i in arrays if _is_floating(inputs[i])]
+    if not floating and not any(True for _ in layer.parameters()):
+        raise TypeError(f"gradcheck: {layer.name} got no floating-point inputs and has no "
+                        f"parameters: nothing to check")
+    if not arrays:
+        raise TypeError(f"gradcheck: {layer.name} got no input arrays")
+    # Layers that draw random numbers (Dropout) count their draws; every forward below
+    # starts from the same count, so that it draws the same numbers (torch.random.fork_rng).
+    random_layers = [(sub, sub.draws) for _, sub in layer.named_layers() if hasattr(sub, "draws")]
+
+    def call():
+        for sub, draws in random_layers:
+            sub.draws = draws
+        return layer.forward(tuple(inputs) if several else inputs[0], feedbacks)
+
+    reference = Placement.of(inputs[(floating or arrays)[0]])
+    backend, device = reference.backend, reference.device
+    untouched = [backend.to_host(inputs[i]).copy() for i in arrays]  # before any forward
+    out = call()
+    if floating:
+        dtype = dtype_name(reference.dtype)
+    else:  # integer inputs (token ids): the parameters' dtype, now that they are placed
+        dtype = dtype_name(next(owner for _, owner, _ in layer.parameters()).placement.dtype)
     default_eps, default_atol, default_rtol = TOLERANCES.get(dtype, TOLERANCES["float32"])
     eps = default_eps if eps is None else eps
     atol = default_atol if atol is None else atol
@@ -124,14 +149,9 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
     def place(host, like):
         return Placement.of(like).from_host(host, dtype=like.dtype)
 
-    def call():
-        return layer.forward(tuple(inputs) if several else inputs[0], feedbacks)
-
     def output_host():
         return backend.to_host(call()).astype(np.float64)
 
-    untouched = [backend.to_host(inputs[i]).copy() for i in floating]  # before any forward
-    out = call()
     is_loss = getattr(layer, "is_loss", False)
     out_shape = tuple(out.shape)
     cotangent_host = None if is_loss else rng.standard_normal(out_shape)
@@ -181,7 +201,7 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
                                    lambda v, o=owner, k=key: o.params.__setitem__(k, v),
                                    lambda returned, grads, n=name: grads[n]))
 
-    _check_no_writes(inputs, floating, untouched, backend, cotangent_host, analytic, where)
+    _check_no_writes(inputs, arrays, untouched, backend, cotangent_host, analytic, where)
     _check_accumulates(layer, cotangent_host, analytic, backward_once, where, atol, rtol)
 
     def numeric_direction(var, direction):
@@ -206,7 +226,12 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
         n_in = int(np.prod(shape, dtype=np.int64))
         if n_in == 0:
             continue
-        if n_in <= full_jacobian_max and n_out <= full_jacobian_max:
+        if n_out == 0:  # no outputs (an empty batch): every gradient must be zero
+            exact = analytic_for(var, np.zeros(out_shape)).reshape(1, -1)
+            _compare(exact, np.zeros_like(exact), atol, rtol, where, var.label,
+                     lambda k, j, s=shape, v=var: f"{_what(v)} index {_unravel(j, s)} "
+                                                  f"(no outputs: the gradient must be zero)")
+        elif n_in <= full_jacobian_max and n_out <= full_jacobian_max:
             numeric = np.empty((n_out, n_in))
             for j in range(n_in):
                 direction = np.zeros(n_in)
@@ -232,12 +257,16 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
     return True
 
 
-def _is_floating(x) -> bool:
+def _is_array(x) -> bool:
     try:
-        xp = array_api_compat.array_namespace(x)
+        array_api_compat.array_namespace(x)
     except TypeError:
         return False
-    return xp.isdtype(x.dtype, "real floating")
+    return True
+
+
+def _is_floating(x) -> bool:
+    return array_api_compat.array_namespace(x).isdtype(x.dtype, "real floating")
 
 
 def _unravel(flat: int, shape: tuple) -> tuple:
@@ -262,10 +291,10 @@ def _compare(exact, numeric, atol, rtol, where, label, describe_index) -> None:
             f"(atol {atol:g} + rtol {rtol:g} * |numeric|)")
 
 
-def _check_no_writes(inputs, floating, untouched, backend, cotangent_host, analytic,
+def _check_no_writes(inputs, arrays, untouched, backend, cotangent_host, analytic,
                      where) -> None:
     analytic(cotangent_host)  # one more forward and backward
-    for i, old in zip(floating, untouched, strict=True):
+    for i, old in zip(arrays, untouched, strict=True):
         if not np.array_equal(backend.to_host(inputs[i]), old, equal_nan=True):
             raise GradcheckError(f"gradcheck failed: {where}: forward or backward wrote into "
                                  f"its inputs (input {i} changed)")

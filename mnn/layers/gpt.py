@@ -1,0 +1,181 @@
+r"""GPT: a decoder-only Transformer language model, and sampling from it."""
+
+from __future__ import annotations
+
+import math
+
+import array_api_compat
+
+from mnn.backends import Placement
+from mnn.base import BaseLayer
+from mnn.checks import finite_non_negative, positive_int
+from mnn.errors import ShapeError, describe
+from mnn.initializers import host_generator
+from mnn.layers.dropout import Dropout
+from mnn.layers.embedding import Embedding
+from mnn.layers.layer_norm import LayerNorm
+from mnn.layers.linear import LinearLayer
+from mnn.layers.sequential import SequentialLayers
+from mnn.layers.softmax import softmax
+from mnn.layers.transformer_block import TransformerBlock
+from mnn.registry import register_layer
+from mnn.types import Array, Seed
+
+
+@register_layer
+class GPT(BaseLayer):
+    r"""Token ids ``(B, T)`` to next-token logits ``(B, T, V)``, as GPT-2 computes them.
+
+    ``GPT(vocab_size, context, d_model=128, heads=4, layers=4, hidden=None,
+    dropout=0.0, bias=True, approximate="tanh")``. The parts, by parameter name:
+    ``tokens`` (``Embedding(V, D)``), ``positions`` (``Embedding(context, D)``),
+    ``dropout``, ``blocks`` (``layers`` pre-norm ``TransformerBlock`` blocks, with the
+    causal mask), ``norm`` (the final ``LayerNorm``) and ``head`` (the LM head, a
+    ``LinearLayer(D, V)`` without bias). Train it with the cross-entropy over
+    (batch, time, vocab), the labels being the ids shifted by one position::
+
+        model = mnn.SequentialLayers([gpt, mnn.CrossEntropyLossLayer(axis=-1)])
+        loss = model(ids[:, :-1], ids[:, 1:])   # mean over all B x T positions
+        model.backward()
+
+    and sample from it with ``generate``.
+
+    Forward
+    -------
+    With :math:`E` the token table, :math:`P` the position table and
+    :math:`t = 0, \dots, T-1`:
+
+    .. math::
+        h^{(0)}_{bt} = E_{i_{bt}} + P_t  \qquad (1)
+
+    .. math::
+        h^{(l)} = \operatorname{Block}_l(h^{(l-1)}), \quad l = 1, \dots, L, \qquad
+        z = \operatorname{LN}(h^{(L)})\, W_{\text{head}}^\top  \qquad (2)
+
+    (dropout after (1) in training mode). The causal mask makes :math:`z_{bt}`
+    depend on :math:`i_{b0}, \dots, i_{bt}` only, so every position of a
+    sequence is a training example for the next token.
+
+    Backward
+    --------
+    (2) is a chain: each part's ``backward`` in reverse order (each derived in
+    its own docstring). For (1), :math:`G = \partial \ell / \partial h^{(0)}`
+    reaches both tables. The token ids pick rows of :math:`E`: ``Embedding``'s
+    scatter-add, repeated tokens adding up. Position :math:`t` is used by every
+    sample of the batch, so its gradient is the sum over the batch,
+
+    .. math::
+        \frac{\partial \ell}{\partial P_t} = \sum_b G_{bt},  \qquad (3)
+
+    which ``positions.backward`` then adds into rows :math:`0, \dots, T-1`. The ids
+    are integers: ``backward`` returns ``None``.
+    """
+
+    def __init__(self, vocab_size: int, context: int, d_model: int = 128, heads: int = 4,
+                 layers: int = 4, hidden: int | None = None, dropout: float = 0.0,
+                 bias: bool = True, approximate: str = "tanh", *, rng: Seed = None) -> None:
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("context", context),
+                            ("layers", layers)):
+            positive_int(self.name, name, value)
+        generator = host_generator(rng)
+        self.args = {"vocab_size": vocab_size, "context": context, "d_model": d_model,
+                     "heads": heads, "layers": layers, "hidden": hidden, "dropout": dropout,
+                     "bias": bias, "approximate": approximate}
+        self.vocab_size, self.context = vocab_size, context
+        self.tokens = Embedding(vocab_size, d_model, rng=generator)
+        self.positions = Embedding(context, d_model, rng=generator)
+        self.dropout = Dropout(dropout, rng=generator)
+        self.blocks = SequentialLayers([
+            TransformerBlock(d_model, heads, hidden, dropout, bias, causal=True,
+                             approximate=approximate, rng=generator) for _ in range(layers)])
+        self.norm = LayerNorm(d_model)
+        self.head = LinearLayer(d_model, vocab_size, bias=False, init="glorot", rng=generator)
+        self.sublayers = {"tokens": self.tokens, "positions": self.positions,
+                          "dropout": self.dropout, "blocks": self.blocks, "norm": self.norm,
+                          "head": self.head}
+        self.expect_inputs(min_rank=2, max_rank=2, kind="integral")
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        length = inputs.shape[1]
+        if length > self.context:
+            raise ShapeError(f"{self.name}: expected at most {self.context} tokens per sequence "
+                             f"(the context), got {describe(inputs)}")
+        where = array_api_compat.device(inputs)
+        x = self.tokens(inputs) + self.positions(xp.arange(length, device=where))  # Eq. (1)
+        x = self.blocks(self.dropout(x))  # Eq. (2)
+        return self.head(self.norm(x))  # Eq. (2)
+
+    def compute_backward(self, xp, gradients):
+        g = self.dropout.backward(self.blocks.backward(self.norm.backward(
+            self.head.backward(gradients))))  # Eq. (2), backwards
+        self.tokens.backward(g)  # Eq. (1): scatter-add into the rows of the token ids
+        self.positions.backward(xp.sum(g, axis=0))  # Eq. (3)
+        return None
+
+    def generate(self, prompt: Array, n: int, temperature: float = 1.0,
+                 top_k: int | None = None, *, rng: Seed = None) -> Array:
+        r"""``prompt`` followed by ``n`` sampled tokens: ids ``(B, T + n)`` (or ``(T + n,)``).
+
+        ``prompt`` holds integer ids, ``(B, T)`` or one sequence ``(T,)`` with
+        :math:`T \ge 1`, in the library and on the device of the model. Each new
+        token is drawn from the model's next-token distribution given the last
+        ``context`` tokens:
+
+        .. math::
+            p = \operatorname{softmax}(z / \tau)
+
+        with temperature :math:`\tau` (``temperature``; below 1 sharper, above 1
+        flatter; 0 takes the most likely token, no randomness). ``top_k`` keeps
+        only the :math:`k` largest logits (the others get probability 0). The draw
+        inverts the distribution function: with :math:`u` uniform on
+        :math:`[0, 1)` (the adapter's ``random_uniform``, seeded by ``rng``: an int
+        or a ``numpy.random.Generator``), the token is the first :math:`j` with
+        :math:`\sum_{l \le j} p_l > u \sum_l p_l`. Everything runs on the model's
+        device, in evaluation mode (no dropout); the mode is restored afterwards.
+        """
+        one_sequence = len(getattr(prompt, "shape", ())) == 1
+        xp = array_api_compat.array_namespace(prompt)
+        ids = xp.reshape(prompt, (1, -1)) if one_sequence else prompt
+        if n != 0:
+            positive_int(f"{self.name}.generate", "n", n)
+        temperature = finite_non_negative(f"{self.name}.generate", "temperature", temperature)
+        if top_k is not None:
+            positive_int(f"{self.name}.generate", "top_k", top_k)
+        if len(ids.shape) != 2 or ids.shape[1] == 0:
+            raise ShapeError(f"{self.name}.generate: expected a prompt of at least one token, "
+                             f"shape (B, T) or (T,), got {describe(prompt)}")
+        seed: Seed = rng
+        if rng is None:
+            seed = int(host_generator().integers(2**31))  # mnn.manual_seed decides
+        else:
+            host_generator(rng)  # an int seed or a numpy Generator, or a clear TypeError
+        where = Placement.of(ids)
+        uniform = None  # (n, B) draws, made at the first step in the logits' dtype
+        modes = [(layer, layer.training) for _, layer in self.named_layers()]
+        self.eval()
+        try:
+            for step in range(n):
+                window = ids[:, max(ids.shape[1] - self.context, 0):]  # the last context
+                logits = self.forward(window)[:, -1, :]
+                if uniform is None:
+                    uniform = where.backend.random_uniform((n, ids.shape[0]), seed, where.device,
+                                                           logits.dtype)
+                token = self._sample(xp, logits, uniform[step, :], temperature, top_k)
+                ids = xp.concat([ids, xp.astype(xp.reshape(token, (-1, 1)), ids.dtype)], axis=1)
+        finally:
+            for layer, mode in modes:
+                layer.training = mode
+        return xp.reshape(ids, (-1,)) if one_sequence else ids
+
+    def _sample(self, xp, logits, uniform, temperature: float, top_k: int | None):
+        """One token per row of ``logits`` ``(B, V)``, by ``generate``'s rule."""
+        if temperature == 0.0:
+            return xp.argmax(logits, axis=-1)
+        logits = logits / temperature
+        if top_k is not None and top_k < logits.shape[-1]:
+            kth = xp.sort(logits, axis=-1, descending=True)[:, top_k - 1:top_k]
+            logits = xp.where(logits < kth, -math.inf, logits)
+        cumulative = xp.cumulative_sum(softmax(xp, logits, axis=-1), axis=-1)
+        threshold = xp.reshape(uniform, (-1, 1)) * cumulative[:, -1:]  # below the total
+        return xp.sum(xp.astype(cumulative <= threshold, xp.int64), axis=-1)
