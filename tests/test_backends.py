@@ -304,7 +304,10 @@ def test_erf_where_the_library_has_one(target):
     try:
         out = target.backend.erf(x)
     except NotImplementedError as error:
-        assert target.backend.name in ("array_api_strict", "numpy"), error
+        # Only an adapter that keeps the protocol's default (array-api-strict, a
+        # third-party one such as dask's) or NumPy without SciPy may lack erf.
+        keeps_default = type(target.backend).erf is backends.Backend.erf
+        assert keeps_default or target.backend.name == "numpy", error
         assert f"{target.backend.name} has no erf function" in str(error)
         pytest.skip(f"no erf on this target: {error}")
     assert target.backend.owns(out) and out.dtype == x.dtype
