@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 #: The ratios the issues ask about: (numerator, denominator) contenders.
-PAIRS = [("mnn-numpy", "floor"), ("mnn-torch", "torch.nn"), ("mnn-numpy", "tinynn"),
-         ("torch.nn", "floor"), ("gemms", "floor"), ("mnn-numpy", "torch.nn")]
+PAIRS = [("mnn-numpy", "floor"), ("mnn-numpy-fused", "floor"), ("mnn-torch", "torch.nn"),
+         ("mnn-torch-fused", "torch.nn"), ("mnn-numpy", "tinynn"), ("torch.nn", "floor"),
+         ("gemms", "floor"), ("mnn-numpy", "torch.nn")]
 
 
 def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
