@@ -33,6 +33,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +196,7 @@ def write_chart(report: dict, path: Path) -> None:
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.invert_yaxis()
-        ax.set_title(comparison["title"], fontsize=8)
+        ax.set_title(textwrap.fill(comparison["title"], 64), fontsize=8)  # long titles wrap
         ax.set_xlabel(f"median time / {comparison['reference']}", fontsize=7)
         ax.tick_params(labelsize=7)
         for y, ratio in enumerate(ratios):
