@@ -38,13 +38,23 @@ def test_a_smoke_run_times_every_contender_with_and_without_its_all_reduce(tmp_p
     assert len(distributed.table([result]).splitlines()) == 2 + len(distributed.CONTENDERS)
 
 
+def by_batch(runs):
+    return sorted(runs, key=lambda run: run["params"]["batch"])
+
+
 def test_the_docs_and_readme_show_the_runs_in_docs():
-    """docs/distributed.md and the README hold the table of docs/distributed-batch*.json."""
+    """docs/distributed.md holds the tables of docs/distributed-batch*.json (its first run)
+    and of the full bench run in docs/benchmarks.json; the README that of the bench run."""
     assert DOCS_RUNS, "docs/distributed-batch*.json is missing (python -m benchmarks.distributed)"
-    runs = sorted((json.loads(path.read_text()) for path in DOCS_RUNS),
-                  key=lambda run: run["params"]["batch"])
-    table = distributed.table(runs)
-    for page in ("docs/distributed.md", "README.md"):
-        assert table in (ROOT / page).read_text(encoding="utf-8"), (
-            f"{page} lacks the table of {[p.name for p in DOCS_RUNS]}; print it with "
-            f"python -m benchmarks.distributed --table docs/distributed-batch*.json")
+    first = distributed.table(by_batch(json.loads(path.read_text()) for path in DOCS_RUNS))
+    report = json.loads((ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8"))
+    bench = by_batch(c for c in report["comparisons"] if c.get("kind") == "distributed")
+    assert bench, "docs/benchmarks.json has no data-parallel comparison (python benchmarks/run.py)"
+    latest = distributed.table(bench)
+    for page, tables in (("docs/distributed.md", {"docs/distributed-batch*.json": first,
+                                                  "docs/benchmarks.json": latest}),
+                         ("README.md", {"docs/benchmarks.json": latest})):
+        text = (ROOT / page).read_text(encoding="utf-8")
+        for source, table in tables.items():
+            assert table in text, (f"{page} lacks the data-parallel table of {source}, as "
+                                   "benchmarks.distributed.table prints it")
