@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import resource
@@ -133,6 +134,12 @@ def worker(args) -> None:
                             "samples_ms": [1e3 * t for t in samples[name]]})
         Path(args.json).write_text(json.dumps({"results": results, "machine": machine_info(),
                                                "backend": job.backend}))
+    # Leave together, and only after torch's DDP (whose reducer holds the group) is gone:
+    # a rank that destroyed the group under a live DDP, while another still ran, was once
+    # seen to abort at exit ("terminate called without an active exception").
+    dist.barrier()
+    del trainers, trainer, runs, run  # every reference to the contenders
+    gc.collect()
     mnn.distributed.destroy_process_group()
 
 
