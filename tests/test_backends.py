@@ -237,9 +237,10 @@ def test_add_scaled_updates_the_target(target, rng, dtype, generic):
 
 # --- seeded random numbers -------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_random_normal_is_seeded(target, dtype):
-    draw = target.backend.random_normal
+def seeded_draws(target, draw, dtype) -> np.ndarray:
+    """Check that ``draw`` (an adapter's random_normal or random_uniform) gives an array of
+    its library, dtype, shape and device, the same for the same seed and not for another;
+    return the 10,000 numbers of seed 7 on the host."""
     first = draw((200, 50), 7, target.device, dtype)
     assert target.backend.owns(first) and dtype_name(first.dtype) == dtype
     assert tuple(first.shape) == (200, 50)
@@ -247,6 +248,12 @@ def test_random_normal_is_seeded(target, dtype):
     host = target.to_host(first)
     np.testing.assert_array_equal(host, target.to_host(draw((200, 50), 7, target.device, dtype)))
     assert not np.array_equal(host, target.to_host(draw((200, 50), 8, target.device, dtype)))
+    return host
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_normal_is_seeded(target, dtype):
+    host = seeded_draws(target, target.backend.random_normal, dtype)
     assert abs(host.mean()) < 0.03 and abs(host.std() - 1) < 0.03  # 10,000 draws of N(0, 1)
 
 
@@ -258,14 +265,7 @@ def test_random_normal_from_a_numpy_generator_is_the_host_stream(target):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_random_uniform_is_seeded(target, dtype):
-    draw = target.backend.random_uniform
-    first = draw((200, 50), 7, target.device, dtype)
-    assert target.backend.owns(first) and dtype_name(first.dtype) == dtype
-    assert tuple(first.shape) == (200, 50)
-    assert array_api_compat.device(first) == target.device
-    host = target.to_host(first)
-    np.testing.assert_array_equal(host, target.to_host(draw((200, 50), 7, target.device, dtype)))
-    assert not np.array_equal(host, target.to_host(draw((200, 50), 8, target.device, dtype)))
+    host = seeded_draws(target, target.backend.random_uniform, dtype)
     assert host.min() >= 0.0 and host.max() < 1.0
     assert abs(host.mean() - 0.5) < 0.01 and abs(host.var() - 1 / 12) < 0.01  # U[0, 1)
 
