@@ -30,15 +30,19 @@ import datetime
 import gc
 import json
 import os
-import resource
 import shlex
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.harness import machine_info
+from benchmarks.harness import (
+    add_timing_arguments,
+    calibrate,
+    machine_info,
+    minor_faults,
+    seconds_per_call,
+)
 from benchmarks.mlp import LR, Mnn, TorchNN, make_problem
 
 PROCESSES = (1, 2)
@@ -107,7 +111,7 @@ def worker(args) -> None:
         for _ in range(args.warmup):
             run()
     # calibrated on each rank; all take the largest count, so that every rank runs as many
-    numbers = torch.tensor([_calibrate(run, args.sample_s) for run in runs.values()])
+    numbers = torch.tensor([calibrate(run, _cpu_done, args.sample_s) for run in runs.values()])
     dist.all_reduce(numbers, op=dist.ReduceOp.MAX)
     counts = dict(zip(runs, numbers.tolist(), strict=True))
     samples = {name: [] for name in runs}
@@ -117,12 +121,9 @@ def worker(args) -> None:
         shift = repeat % len(order)
         for name in order[shift:] + order[:shift]:
             dist.barrier()  # untimed: every rank starts the sample together
-            before = _minor_faults()
-            start = time.perf_counter()
-            for _ in range(counts[name]):
-                runs[name]()
-            samples[name].append((time.perf_counter() - start) / counts[name])
-            faults[name] += _minor_faults() - before
+            before = minor_faults()
+            samples[name].append(seconds_per_call(runs[name], _cpu_done, counts[name]))
+            faults[name] += minor_faults() - before
     if job.is_main:
         results = []
         for name, times in samples.items():
@@ -143,21 +144,15 @@ def worker(args) -> None:
     mnn.distributed.destroy_process_group()
 
 
+def _cpu_done() -> None:
+    """The harness's ``sync``: on the CPU a step is done when its call returns."""
+
+
 def _without_sync(trainer):
     def step():
         with trainer.no_sync():
             return trainer()
     return step
-
-
-def _calibrate(run, sample_s: float) -> int:
-    start = time.perf_counter()
-    run()
-    return max(1, min(10_000, round(sample_s / max(time.perf_counter() - start, 1e-7))))
-
-
-def _minor_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # --- the comparison ----------------------------------------------------------------------------
@@ -221,10 +216,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64, help="samples per rank and step")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--processes", type=int, nargs="+", default=list(PROCESSES))
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--sample-s", type=float, default=0.02)
-    parser.add_argument("--json", help="write the results here (else print them)")
+    add_timing_arguments(parser)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table", nargs="+", metavar="JSON",
                         help="print the Markdown table of these results (written by --json) "

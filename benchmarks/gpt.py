@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.harness import Contender, compare, write_result
+from benchmarks.harness import Contender, add_timing_arguments, compare, write_result
 
 #: The model of the issue's training target (and of ``mnn train-lm``'s defaults).
 SHAPE = {"vocab_size": 103, "context": 64, "d_model": 128, "heads": 4, "layers": 4}
@@ -265,10 +265,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--sample-s", type=float, default=0.02)
-    parser.add_argument("--json", help="write the results here (else print them)")
+    add_timing_arguments(parser)
     parser.add_argument("--library", default="all", choices=["all", *LIBRARIES],
                         help="the torch.nn reference and one library's mnn contender")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -62,16 +63,16 @@ def compare(contenders: list[Contender], reference: str, *, repeats: int = 30,
         for _ in range(warmup):
             step()
         contender.sync()
-        runnable.append((contender, step, _calibrate(step, contender.sync, sample_s)))
+        runnable.append((contender, step, calibrate(step, contender.sync, sample_s)))
     samples = {contender.name: [] for contender, _, _ in runnable}
     faults = dict.fromkeys(samples, 0)  # minor page faults: freed memory faulted back in
     calls = dict.fromkeys(samples, 0)
     for r in range(repeats):
         shift = r % max(len(runnable), 1)  # rotate who goes first: A B C, B C A, ...
         for contender, step, number in runnable[shift:] + runnable[:shift]:
-            before = _minor_faults()
-            samples[contender.name].append(_time(step, contender.sync, number))
-            faults[contender.name] += _minor_faults() - before
+            before = minor_faults()
+            samples[contender.name].append(seconds_per_call(step, contender.sync, number))
+            faults[contender.name] += minor_faults() - before
             calls[contender.name] += number
     for contender, _, number in runnable:
         times = sorted(samples[contender.name])
@@ -89,7 +90,7 @@ def compare(contenders: list[Contender], reference: str, *, repeats: int = 30,
             "results": [results[contender.name] for contender in contenders]}
 
 
-def _time(step, sync, number: int) -> float:
+def seconds_per_call(step, sync, number: int) -> float:
     """Seconds per call, over ``number`` calls in a row."""
     start = time.perf_counter()
     for _ in range(number):
@@ -98,7 +99,8 @@ def _time(step, sync, number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def _minor_faults() -> int:
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing)."""
     try:
         import resource
     except ImportError:  # not on Windows
@@ -106,9 +108,9 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _calibrate(step, sync, sample_s: float) -> int:
+def calibrate(step, sync, sample_s: float) -> int:
     """How many calls make one sample last about ``sample_s`` seconds."""
-    once = _time(step, sync, 1)
+    once = seconds_per_call(step, sync, 1)
     return max(1, min(10_000, round(sample_s / max(once, 1e-7))))
 
 
@@ -167,6 +169,17 @@ def machine_info() -> dict:
         info["torch_cuda"] = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                               else "no GPU present")
     return info
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, *, repeats: int = 30, warmup: int = 5,
+                         sample_s: float = 0.02) -> None:
+    """The options every comparison takes, and that ``benchmarks/run.py`` passes to each:
+    ``--repeats``, ``--warmup``, ``--sample-s`` and ``--json``."""
+    parser.add_argument("--repeats", type=int, default=repeats, help="samples per contender")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls first")
+    parser.add_argument("--sample-s", type=float, default=sample_s,
+                        help="about how long one sample lasts (calls are repeated to fill it)")
+    parser.add_argument("--json", help="write the results here (else print them)")
 
 
 def write_result(result: dict, path: str | None, *, kind: str, title: str, params: dict) -> None:

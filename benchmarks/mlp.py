@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.harness import Contender, compare, write_result
+from benchmarks.harness import Contender, add_timing_arguments, compare, write_result
 
 SIZES = (784, 256, 10)
 LR = 0.01
@@ -328,10 +328,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--gpu", action="store_true", help="the CUDA contenders instead")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--sample-s", type=float, default=0.02)
-    parser.add_argument("--json", help="write the results here (else print them)")
+    add_timing_arguments(parser)
     parser.add_argument("--library", default="all", choices=["all", *LIBRARIES],
                         help="only the contenders of one library (one process each)")
     args = parser.parse_args(argv)

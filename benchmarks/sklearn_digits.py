@@ -26,7 +26,7 @@ import contextlib
 import statistics
 import warnings
 
-from benchmarks.harness import Contender, compare, write_result
+from benchmarks.harness import Contender, add_timing_arguments, compare, write_result
 
 REFERENCE = "scikit-learn"
 CONTENDER = "mnn.sklearn"
@@ -124,11 +124,7 @@ def main(argv=None) -> None:
     parser.add_argument("--max-iter", type=int, default=200, help="epochs at most per fit")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads (threadpoolctl); 0: the library's default")
-    parser.add_argument("--repeats", type=int, default=5, help="timed fits per contender")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed fits first")
-    parser.add_argument("--sample-s", type=float, default=0.0,
-                        help="the harness's sample length (a fit is longer: one fit a sample)")
-    parser.add_argument("--json", help="write the results here (else print them)")
+    add_timing_arguments(parser, repeats=5, warmup=1, sample_s=0.0)  # a sample: one whole fit
     args = parser.parse_args(argv)
     hidden = tuple(args.hidden)
     result = run(hidden, args.repeats, args.warmup, args.sample_s, args.max_iter, args.threads)

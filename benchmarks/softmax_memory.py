@@ -22,7 +22,13 @@ import importlib.util
 
 import numpy as np
 
-from benchmarks.harness import Contender, compare, peak_bytes_numpy, write_result
+from benchmarks.harness import (
+    Contender,
+    add_timing_arguments,
+    compare,
+    peak_bytes_numpy,
+    write_result,
+)
 
 BATCH = 256
 
@@ -139,10 +145,7 @@ def main(argv=None) -> None:
     parser.add_argument("--op", default="softmax", choices=sorted(FLOORS))
     parser.add_argument("--n", type=int, default=1024)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--sample-s", type=float, default=0.02)
-    parser.add_argument("--json", help="write the results here (else print them)")
+    add_timing_arguments(parser)
     args = parser.parse_args(argv)
     plans = contenders(args.op, args.n, args.dtype)
     result = compare([c for c, _ in plans], reference="floor (NumPy)", repeats=args.repeats,
