@@ -45,20 +45,22 @@ class CupyBackend(Backend):
     def random_normal(self, shape, seed, device, dtype="float64"):
         if isinstance(seed, np.random.Generator):
             return super().random_normal(shape, seed, device, dtype)
-        cupy = self.library()
         with self.device(device):
-            generator = seed if isinstance(seed, cupy.random.Generator) else (
-                cupy.random.default_rng(int(seed)))
-            return generator.standard_normal(tuple(shape), dtype=self.dtype(dtype))
+            return self._generator(seed).standard_normal(tuple(shape), dtype=self.dtype(dtype))
+
+    def _generator(self, seed):
+        """``seed`` if it is a ``cupy.random.Generator``, else a new one seeded with it (made
+        on the current device)."""
+        cupy = self.library()
+        if isinstance(seed, cupy.random.Generator):
+            return seed
+        return cupy.random.default_rng(int(seed))
 
     def random_uniform(self, shape, seed, device, dtype="float64"):
         if isinstance(seed, np.random.Generator):
             return super().random_uniform(shape, seed, device, dtype)
-        cupy = self.library()
         with self.device(device):
-            generator = seed if isinstance(seed, cupy.random.Generator) else (
-                cupy.random.default_rng(int(seed)))
-            return generator.random(tuple(shape), dtype=self.dtype(dtype))
+            return self._generator(seed).random(tuple(shape), dtype=self.dtype(dtype))
 
     def erf(self, x):
         from cupyx.scipy.special import erf  # comes with cupy

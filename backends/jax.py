@@ -58,17 +58,19 @@ class JaxBackend(Backend):
         if isinstance(seed, np.random.Generator):
             return super().random_normal(shape, seed, device, dtype)
         jax = self.library()
-        key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
         with jax.default_device(self.device(device)):
-            return jax.random.normal(key, tuple(shape), dtype=self.dtype(dtype))
+            return jax.random.normal(self._key(seed), tuple(shape), dtype=self.dtype(dtype))
+
+    def _key(self, seed):
+        """``seed`` if it is a ``jax.random`` key, else a new key made from the int."""
+        return self.library().random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
 
     def random_uniform(self, shape, seed, device, dtype="float64"):
         if isinstance(seed, np.random.Generator):
             return super().random_uniform(shape, seed, device, dtype)
         jax = self.library()
-        key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
         with jax.default_device(self.device(device)):
-            return jax.random.uniform(key, tuple(shape), dtype=self.dtype(dtype))
+            return jax.random.uniform(self._key(seed), tuple(shape), dtype=self.dtype(dtype))
 
     def erf(self, x):
         return self.library().scipy.special.erf(x)
