@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nox
@@ -75,7 +75,9 @@ CELLS = [
 # tests/downstream/: a project built on mnn (a custom layer tested through mnn's pytest
 # plugin) and a third-party adapter, dask.array through the mnn.backends entry point.
 DOWNSTREAM = ROOT / "tests" / "downstream"
-DOWNSTREAM_CELLS = [cell for cell in CELLS if not cell.cuda] + [
+# The example needs no torch on NumPy (the numpy cell has it for mnn's own distributed tests).
+DOWNSTREAM_CELLS = [replace(cell, extras=()) if cell.backend == "numpy" else cell
+                    for cell in CELLS if not cell.cuda] + [
     Cell("dask", "cpu", (str(DOWNSTREAM / "mnn-dask"),), ("dask:cpu",))]
 # The matrix: each family of sessions and its cells.
 SUITES = {"tests": CELLS, "downstream": DOWNSTREAM_CELLS}
@@ -147,10 +149,15 @@ def tests(session: nox.Session, cell_id: str) -> None:
     args = [_from_root(arg) for arg in session.posargs]
     if not any(Path(arg.split("::")[0]).exists() for arg in args):
         args.insert(0, str(ROOT / "tests"))
-    if os.environ.get("MNN_MATRIX_DIR"):
-        args.append(f"--junitxml={Path(os.environ['MNN_MATRIX_DIR'], session.name)}.xml")
+    args += _junit_report(session)
     session.chdir(session.create_tmp())
     session.run("pytest", *args, env=env)
+
+
+def _junit_report(session: nox.Session, suffix: str = "") -> list[str]:
+    """pytest's ``--junitxml`` into MNN_MATRIX_DIR, which `nox -s matrix` sets; else nothing."""
+    folder = os.environ.get("MNN_MATRIX_DIR")
+    return [f"--junitxml={Path(folder, session.name + suffix)}.xml"] if folder else []
 
 
 def _from_root(arg: str) -> str:
@@ -171,15 +178,14 @@ def downstream(session: nox.Session, cell_id: str) -> None:
     cell = next(cell for cell in DOWNSTREAM_CELLS if cell.id == cell_id)
     session.install(".[test]", str(DOWNSTREAM / "example"), *cell.extras)
     env = {"MNN_TEST_TARGETS": ",".join(cell.targets)}
-    junit = Path(os.environ.get("MNN_MATRIX_DIR", ""), session.name)
-    report = [f"--junitxml={junit}.xml"] if os.environ.get("MNN_MATRIX_DIR") else []
     scratch = Path(session.create_tmp()).resolve()  # before the chdir: it is relative
     session.chdir(DOWNSTREAM / "example")  # its pyproject.toml holds its pytest configuration
-    session.run("pytest", "-p", "no:cacheprovider", *report, *session.posargs, env=env)
+    session.run("pytest", "-p", "no:cacheprovider", *_junit_report(session), *session.posargs,
+                env=env)
     if cell.backend == "dask":
-        report = [f"--junitxml={junit}-protocol.xml"] if report else []
         session.chdir(scratch)
-        session.run("pytest", str(ROOT / "tests" / "test_backends.py"), *report, env=env)
+        session.run("pytest", str(ROOT / "tests" / "test_backends.py"),
+                    *_junit_report(session, "-protocol"), env=env)
 
 
 @nox.session
