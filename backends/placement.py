@@ -84,10 +84,14 @@ class Placement(NamedTuple):
         """A NumPy array on the host with the values, shape and dtype of ``array``."""
         return self.backend.to_host(array)
 
+    def names(self) -> tuple[str, str, str]:
+        """The backend's, the device's and the dtype's names: ``Placement.named(*names)``
+        gives this placement back."""
+        return self.backend.name, self.backend.device_name(self.device), dtype_name(self.dtype)
+
     def __reduce__(self):
         """A pickled placement is three names (device objects such as JAX's do not pickle)."""
-        return Placement.named, (self.backend.name, self.backend.device_name(self.device),
-                                 dtype_name(self.dtype))
+        return Placement.named, self.names()
 
     def __str__(self) -> str:
         return (f"{self.backend.name} arrays of dtype {dtype_name(self.dtype)} "

@@ -31,6 +31,5 @@ __all__ = [
     "register_optimizer",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
     "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError", "MissingFunctionError",
-    "register_layer", "register_optimizer",
     *_layers,
 ]

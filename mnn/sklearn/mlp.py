@@ -59,7 +59,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from mnn import optim
-from mnn.backends import Placement, dtype_name, to_host
+from mnn.backends import Placement, to_host
 from mnn.base import BaseLayer
 from mnn.checks import positive_int
 from mnn.data import Batches
@@ -436,7 +436,7 @@ class BaseMLP(BaseEstimator):
             network = state["network_"]
             probe = converter(np.zeros(1, dtype=network["placement"][2]))
             target = Placement.of(probe)
-            network["placement"] = _names(target)
+            network["placement"] = target.names()
             classes = state.get("classes_")
             if classes is not None and not _is_text(classes):
                 state["classes_"] = converter(classes)
@@ -522,11 +522,6 @@ def placed(array, where: Placement):
     return where.from_host(host, dtype=host.dtype.name)
 
 
-def _names(placement: Placement) -> tuple[str, str, str]:
-    backend = placement.backend
-    return backend.name, backend.device_name(placement.device), dtype_name(placement.dtype)
-
-
 def _snapshot(network: SequentialLayers, optimizer: optim.Optimizer) -> dict:
     """The network and optimizer as plain data: configs, host arrays and placement names."""
     state = optimizer.state_dict()
@@ -535,7 +530,7 @@ def _snapshot(network: SequentialLayers, optimizer: optim.Optimizer) -> dict:
                       for name, entries in state["state"].items()}
     return {"config": network.config(),
             "weights": {name: to_host(w) for name, w in network.state_dict().items()},
-            "placement": _names(network.layers[0].placement), "optimizer": state}
+            "placement": network.layers[0].placement.names(), "optimizer": state}
 
 
 def _restore(snapshot: dict) -> tuple[SequentialLayers, optim.Optimizer]:
