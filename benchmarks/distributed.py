@@ -101,6 +101,32 @@ def worker(args) -> None:
     job = mnn.distributed.init_process_group(timeout_s=600)
     torch.set_num_threads(1)  # the ranks share the cores, one each
     threadpool_limits(1)
+    # The contenders, torch's DDP among them, live only inside _measure: when it returns they
+    # are gone. A rank that destroyed the group under a live DDP while another still ran was
+    # once seen to abort at exit ("terminate called without an active exception").
+    samples, counts, faults = _measure(args)
+    if job.is_main:
+        results = []
+        for name, times in samples.items():
+            times = sorted(times)
+            results.append({"name": name, "processes": job.world_size,
+                            "min_ms": 1e3 * times[0], "median_ms": 1e3 * statistics.median(times),
+                            "max_ms": 1e3 * times[-1], "number": counts[name],
+                            "minor_faults_per_call": faults[name] / (counts[name] * args.repeats),
+                            "samples_ms": [1e3 * t for t in samples[name]]})
+        Path(args.json).write_text(json.dumps({"results": results, "machine": machine_info(),
+                                               "backend": job.backend}))
+    dist.barrier()  # leave together
+    gc.collect()  # the contenders' reference cycles too
+    mnn.distributed.destroy_process_group()
+
+
+def _measure(args) -> tuple[dict, dict, dict]:
+    """Samples (seconds per step), steps per sample and page faults of every contender,
+    with and without its all-reduce, timed in lockstep with the other ranks."""
+    import torch
+    import torch.distributed as dist
+
     problem = make_problem(args.batch)
     trainers = {name: make(problem, args.dtype) for name, make in CONTENDERS.items()}
     runs = {}
@@ -124,24 +150,7 @@ def worker(args) -> None:
             before = minor_faults()
             samples[name].append(seconds_per_call(runs[name], _cpu_done, counts[name]))
             faults[name] += minor_faults() - before
-    if job.is_main:
-        results = []
-        for name, times in samples.items():
-            times = sorted(times)
-            results.append({"name": name, "processes": job.world_size,
-                            "min_ms": 1e3 * times[0], "median_ms": 1e3 * statistics.median(times),
-                            "max_ms": 1e3 * times[-1], "number": counts[name],
-                            "minor_faults_per_call": faults[name] / (counts[name] * args.repeats),
-                            "samples_ms": [1e3 * t for t in samples[name]]})
-        Path(args.json).write_text(json.dumps({"results": results, "machine": machine_info(),
-                                               "backend": job.backend}))
-    # Leave together, and only after torch's DDP (whose reducer holds the group) is gone:
-    # a rank that destroyed the group under a live DDP, while another still ran, was once
-    # seen to abort at exit ("terminate called without an active exception").
-    dist.barrier()
-    del trainers, trainer, runs, run  # every reference to the contenders
-    gc.collect()
-    mnn.distributed.destroy_process_group()
+    return samples, counts, faults
 
 
 def _cpu_done() -> None:
