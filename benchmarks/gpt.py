@@ -200,7 +200,8 @@ class Mnn:
 
         self.backend = mnn.backends.get(backend)
         where = mnn.backends.Placement.named(self.backend, device, dtype)
-        self.gpt = mnn.GPT(**problem.shape, rng=0)
+        with mnn.initializers.skip_init():  # placeholders: load_weights fills them
+            self.gpt = mnn.GPT(**problem.shape)
         self.gpt.load_weights(problem.weights)
         self.model = mnn.SequentialLayers([self.gpt, mnn.CrossEntropyLossLayer(axis=-1)])
         self.model.to(xp=backend, device=device, dtype=dtype)
