@@ -19,6 +19,8 @@ from mnn import backends
 DATASETS = ("digits", "mnist")
 #: Image formats that ``--plot`` writes (by the file's suffix).
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+#: How the ``--plot`` help of every command names them.
+PLOT_FORMATS = ", ".join(PLOT_SUFFIXES)
 
 
 class CommandError(Exception):

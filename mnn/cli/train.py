@@ -24,6 +24,7 @@ import numpy as np
 import mnn
 from mnn import distributed
 from mnn.cli.common import (
+    PLOT_FORMATS,
     PLOT_SUFFIXES,
     CommandError,
     backend_help,
@@ -72,9 +73,9 @@ def add_arguments(parser) -> None:
                         help="write the trained model and optimizer to this .safetensors file "
                              "(atomically: an old file is replaced only by a complete new one)")
     parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="IMAGE",
-                        help="write the loss and accuracy curves to this image, .png, .svg, "
-                             ".pdf or .jpg (needs matplotlib; default: <dataset>-curves.png "
-                             "when matplotlib is installed; --plot none: no plot)")
+                        help=f"write the loss and accuracy curves to this image ({PLOT_FORMATS}; "
+                             "needs matplotlib; default: <dataset>-curves.png when matplotlib "
+                             "is installed; --plot none: no plot)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for NumPy's BLAS and PyTorch (1, fastest for small "
                              "networks; 0: the libraries' default)")

@@ -22,6 +22,7 @@ import numpy as np
 
 import mnn
 from mnn.cli.common import (
+    PLOT_FORMATS,
     CommandError,
     backend_help,
     check_learning_rate,
@@ -78,8 +79,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--save", default=None, metavar="PATH",
                         help="write the model and optimizer to this .safetensors file at each "
                              "evaluation and at the end (atomically), the vocabulary beside it")
-    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="PNG",
-                        help="write the loss curves to this image (.png, .svg, .pdf, .jpg; needs "
+    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="IMAGE",
+                        help=f"write the loss curves to this image ({PLOT_FORMATS}; needs "
                              "matplotlib; default: <corpus>-lm-curves.png when matplotlib is "
                              "installed; --plot none: no plot)")
     parser.add_argument("--threads", type=int, default=1,
