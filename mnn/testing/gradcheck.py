@@ -221,6 +221,17 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
         return var.pick(*analytic(cotangent))
 
     n_out = int(np.prod(out_shape, dtype=np.int64))
+    unit_backwards: dict[int, tuple] = {}
+
+    def analytic_row(var, k):
+        """Row k of ``var``'s Jacobian: the backward of the k-th unit cotangent. One backward
+        gives every variable's gradient, so it runs once per k, not once per variable."""
+        if k not in unit_backwards:
+            unit = np.zeros(n_out)
+            unit[k] = 1.0
+            unit_backwards[k] = analytic(unit.reshape(out_shape))
+        return var.pick(*unit_backwards[k])
+
     for var in variables:
         shape = tuple(var.get().shape)
         n_in = int(np.prod(shape, dtype=np.int64))
@@ -237,11 +248,7 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
                 direction = np.zeros(n_in)
                 direction[j] = 1.0
                 numeric[:, j] = numeric_direction(var, direction.reshape(shape)).reshape(-1)
-            exact = np.empty((n_out, n_in))
-            for k in range(n_out):
-                unit = np.zeros(n_out)
-                unit[k] = 1.0
-                exact[k, :] = analytic_for(var, unit.reshape(out_shape)).reshape(-1)
+            exact = np.stack([analytic_row(var, k).reshape(-1) for k in range(n_out)])
             _compare(exact, numeric, atol, rtol, where, var.label,
                      lambda k, j, s=shape, v=var: f"output index {_unravel(k, out_shape)}, "
                                                   f"{_what(v)} index {_unravel(j, s)}")
