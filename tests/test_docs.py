@@ -1,16 +1,14 @@
 """docs/layers/ is generated from the docstrings: it must be up to date and keep the math intact."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from helpers import load_file
 
 import mnn
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
-generate = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(generate)
+generate = load_file("docs_generate", ROOT / "docs" / "generate.py")
 
 
 def test_docs_are_up_to_date(tmp_path):

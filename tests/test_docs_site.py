@@ -23,21 +23,14 @@ import zlib
 from pathlib import Path
 
 import pytest
+from helpers import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_SOURCES = ROOT / "docs" / "site"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"docs_site_{name}", SITE_SOURCES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-formulas = _load("formulas")
-sitecheck = _load("sitecheck")
+formulas = load_file("docs_site_formulas", SITE_SOURCES / "formulas.py")
+sitecheck = load_file("docs_site_sitecheck", SITE_SOURCES / "sitecheck.py")
 
 
 def _sphinx_missing() -> str | None:

@@ -9,19 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _load_noxfile():
     pytest.importorskip("nox", reason="nox is not installed (it is in the test extra)")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mnn_noxfile", ROOT / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_file("mnn_noxfile", ROOT / "noxfile.py")
 
 
 def test_a_cuda_session_without_a_gpu_installs_nothing(tmp_path):
