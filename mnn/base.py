@@ -326,8 +326,11 @@ class BaseLayer:
         return {name: layer.params[key] for name, layer, key in self.parameters()}
 
     def config(self) -> dict[str, Any]:
-        """The layer's type and constructor arguments: enough to rebuild it."""
-        return {"type": self.name, "args": dict(self.args)}
+        """The layer's type and constructor arguments: enough to rebuild it. An argument that
+        is a layer, or a list of layers (a container's), becomes its config in turn, which
+        ``mnn.layers.build`` turns back into layers."""
+        return {"type": self.name, "args": {key: _config_of(value)
+                                            for key, value in self.args.items()}}
 
     def zero_grads(self, set_to_none: bool = True) -> None:
         """Forget the accumulated gradients, as ``torch.optim.Optimizer.zero_grad()`` does.
@@ -536,3 +539,12 @@ def _config_differences(given, expected, path: str) -> list[str]:
     if given == expected:
         return []
     return [f"{path}: the checkpoint has {given!r}, the model {expected!r}"]
+
+
+def _config_of(argument: Any) -> Any:
+    """A constructor argument as ``config()`` stores it: layers as their configs."""
+    if isinstance(argument, BaseLayer):
+        return argument.config()
+    if isinstance(argument, list) and all(isinstance(item, BaseLayer) for item in argument):
+        return [item.config() for item in argument]  # a new list, even when empty
+    return argument

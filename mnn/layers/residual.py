@@ -68,6 +68,3 @@ class Residual(BaseLayer):
         if not self.input_grad:
             return None
         return gradients + through_block  # Eq. (3)
-
-    def config(self) -> dict:
-        return {"type": self.name, "args": {"block": self.block.config()}}

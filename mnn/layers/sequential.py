@@ -129,6 +129,3 @@ class SequentialLayers(BaseLayer):
         for layer in reversed(layers):
             gradients = layer.backward(gradients)  # Eq. (2)
         return gradients
-
-    def config(self) -> dict:
-        return {"type": self.name, "args": {"layers": [layer.config() for layer in self.layers]}}

@@ -74,6 +74,3 @@ class TransformerBlock(SequentialLayers):
         self.sublayers = {"attention": attention, "mlp": mlp}
         self.args = {"d_model": d_model, "heads": heads, "hidden": hidden, "dropout": dropout,
                      "bias": bias, "causal": causal, "approximate": approximate}
-
-    def config(self) -> dict:
-        return {"type": self.name, "args": dict(self.args)}
