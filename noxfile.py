@@ -172,7 +172,7 @@ def downstream(session: nox.Session, cell_id: str) -> None:
     """The example project of tests/downstream/ on one CPU backend (MNN_TEST_TARGETS).
 
     mnn is installed, and the project's tests run through mnn's pytest plugin (-p mnn). On
-    dask, the third-party adapter, mnn's adapter-protocol tests (tests/test_backends.py)
+    dask, the third-party adapter, mnn's adapter-protocol tests (tests/backends/test_backends.py)
     run too.
     """
     cell = next(cell for cell in DOWNSTREAM_CELLS if cell.id == cell_id)
@@ -184,7 +184,7 @@ def downstream(session: nox.Session, cell_id: str) -> None:
                 env=env)
     if cell.backend == "dask":
         session.chdir(scratch)
-        session.run("pytest", str(ROOT / "tests" / "test_backends.py"),
+        session.run("pytest", str(ROOT / "tests" / "backends" / "test_backends.py"),
                     *_junit_report(session, "-protocol"), env=env)
 
 
@@ -223,7 +223,7 @@ def docs_check(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site into build/site, warnings as errors, then read it in Chromium.
 
-    tests/test_docs_site.py opens every page in headless Chromium (Debian's chromium and
+    tests/docs/test_docs_site.py opens every page in headless Chromium (Debian's chromium and
     chromium-driver, which .ci/run installs); without them its browser tests skip, saying so.
     """
     session.install(".[docs,sklearn]")  # autodoc imports mnn.sklearn
@@ -232,7 +232,7 @@ def docs(session: nox.Session) -> None:
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", str(ROOT / "docs" / "site"),
                 str(site))
     session.chdir(session.create_tmp())  # test the installed mnn, as the tests sessions do
-    session.run("pytest", str(ROOT / "tests" / "test_docs_site.py"), *session.posargs,
+    session.run("pytest", str(ROOT / "tests" / "docs" / "test_docs_site.py"), *session.posargs,
                 env={"MNN_DOCS_SITE": str(site)})
 
 

@@ -20,7 +20,7 @@ and PyTorch alike. With one thread each, PyTorch starts no OpenMP workers, so
 it (with more threads, run.py keeps the libraries in separate processes, as for the MLP).
 
 Every trainer is callable (one step, returning the loss) and has ``weights()``: host
-float64 arrays named as in ``mnn.GPT.state_dict()``. ``tests/test_gpt.py`` checks in
+float64 arrays named as in ``mnn.GPT.state_dict()``. ``tests/layers/test_gpt.py`` checks in
 float64 that three AdamW steps of ``torch.nn`` and mnn give the same losses and weights.
 
 Run one comparison: ``python -m benchmarks.gpt --library numpy --json out.json``.

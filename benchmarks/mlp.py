@@ -19,7 +19,7 @@ The contenders:
 
 Every trainer is callable (one step, returning the loss) and has ``weights()``:
 its parameters as host float64 arrays named like mnn's (``"0.w"`` is ``(256, 784)``).
-``tests/test_bench_contenders.py`` checks that after a step they all equal the floor's.
+``tests/tooling/test_bench_contenders.py`` checks that after a step they all equal the floor's.
 
 Run one comparison: ``python -m benchmarks.mlp --batch 64 --dtype float32 --json out.json``.
 """

@@ -9,4 +9,4 @@ pytest_plugins = ["mnn.testing.plugin"]
 
 # tests/downstream/ holds example projects with their own pytest configuration; nox runs
 # them in their own session (nox -s downstream).
-collect_ignore = ["downstream"]
+collect_ignore = ["downstream/example", "downstream/mnn-dask", "downstream/typed_usage.py"]

@@ -1,7 +1,7 @@
 """Small pieces several test files share; imported as ``from helpers import ...``.
 
-pytest puts ``tests/`` on ``sys.path`` (rootdir-based insertion: ``tests/`` has no
-``__init__.py``), so this plain module is importable from every test file.
+pytest puts ``tests/`` on ``sys.path`` (``pythonpath`` in pyproject.toml), so this
+plain module is importable from every test folder.
 """
 
 from __future__ import annotations

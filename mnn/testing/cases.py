@@ -1,5 +1,5 @@
 """Small, fixed examples of every layer: the one list that ``mnn check``, mnn's contract
-test (tests/test_contract.py) and your own tests share.
+test (tests/layers/test_contract.py) and your own tests share.
 
 A case is a function of a ``numpy.random.Generator`` that returns
 ``(layer, inputs, feedbacks)``: a fresh layer and host (NumPy) arrays, float64
@@ -136,12 +136,12 @@ def _sigmoid(rng):
 
 @layer_case("GELU")
 def _gelu(rng):
-    return mnn.GELU(approximate="tanh"), 2 * _normal(rng, 3, 4), None  # erf: tests/test_gelu.py
+    return mnn.GELU(approximate="tanh"), 2 * _normal(rng, 3, 4), None  # erf: tests/layers/test_gelu.py
 
 
 @layer_case("LayerNorm")
 def _layer_norm(rng):
-    # the initial scale 1 and shift 0 (tests/test_layer_norm.py checks others too)
+    # the initial scale 1 and shift 0 (tests/layers/test_layer_norm.py checks others too)
     return mnn.LayerNorm(5), 2 * _normal(rng, 3, 5) + 1, None
 
 

@@ -7,7 +7,7 @@ from helpers import load_file
 
 import mnn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 generate = load_file("docs_generate", ROOT / "docs" / "generate.py")
 
 

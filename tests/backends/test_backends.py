@@ -410,7 +410,7 @@ def test_lookups_are_thread_safe_while_adapters_register(registry):
 
 # --- the package layout -----------------------------------------------------------------------
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def test_a_source_checkout_maps_exactly_mnn_backends():

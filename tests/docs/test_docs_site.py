@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITE_SOURCES = ROOT / "docs" / "site"
 
 

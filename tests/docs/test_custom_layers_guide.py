@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-GUIDE = Path(__file__).resolve().parent.parent / "docs" / "custom-layers.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "custom-layers.md"
 
 
 def guide_code() -> str:

@@ -10,7 +10,7 @@ from deep inside a library (a numpy ``ValueError``, a torch ``RuntimeError``) or
 an answer of another shape fails the test. Layers of token ids (``Embedding``,
 ``GPT``) get the same integers in the float64 run; layers that draw random numbers
 (``Dropout``) run in eval mode, since other libraries draw other masks from the same
-seed (tests/test_dropout.py checks the masks).
+seed (tests/layers/test_dropout.py checks the masks).
 """
 
 from __future__ import annotations
