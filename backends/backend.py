@@ -270,10 +270,3 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<mnn backend {self.name!r}>"
-
-    def __reduce__(self):
-        """A pickled adapter is its name: unpickling finds the one registered (a layer's
-        placement pickles with it; the cached namespace module could not)."""
-        from .registry import get
-
-        return get, (self.name,)

@@ -9,10 +9,15 @@ built-in adapter (see docs/adapters.md).
 Thread safety: registering and loading entry points hold one lock, and lookups
 walk a snapshot of the registry, so threads may look adapters up while another
 thread registers one or loads the entry points.
+
+Pickling: a registered adapter pickles as its name, and unpickles (or deep-copies)
+as the adapter registered under that name. ``register`` tells ``copyreg`` so for
+the adapter's class; the adapter itself knows nothing of the registry.
 """
 
 from __future__ import annotations
 
+import copyreg
 import threading
 import warnings
 
@@ -35,7 +40,15 @@ def register(backend: Backend | type[Backend]) -> Backend:
         raise TypeError(f"register() expects a Backend subclass or instance, got {backend!r}")
     with _LOCK:
         _REGISTRY[backend.name] = backend
+        # Pickled as its name: a layer's placement pickles with its adapter, whose cached
+        # namespace (a module) could not be pickled.
+        copyreg.pickle(type(backend), _by_name)
     return backend
+
+
+def _by_name(backend: Backend) -> tuple:
+    """How pickle and ``copy`` store an adapter: ``get(name)`` rebuilds it."""
+    return get, (backend.name,)
 
 
 def load_entry_points(name: str | None = None) -> None:

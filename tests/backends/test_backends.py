@@ -1,7 +1,9 @@
 """Backend adapters: detection without importing, devices, host round trips, scatter-add,
 seeded random numbers, clear errors, and third-party adapters through entry points."""
 
+import copy
 import importlib
+import pickle
 import re
 import subprocess
 import sys
@@ -312,6 +314,36 @@ def test_erf_where_the_library_has_one(target):
         pytest.skip(f"no erf on this target: {error}")
     assert target.backend.owns(out) and out.dtype == x.dtype
     np.testing.assert_allclose(target.to_host(out), list(ERF_AT.values()), rtol=1e-14, atol=1e-16)
+
+
+# --- pickling --------------------------------------------------------------------------------
+
+def test_an_adapter_pickles_as_the_registered_one(target):
+    """A pickled adapter is its name: unpickling and deep copies give the registered adapter
+    back, even once it has cached its namespace (a module, which does not pickle)."""
+    target.backend.namespace()
+    assert pickle.loads(pickle.dumps(target.backend)) is target.backend
+    assert copy.deepcopy(target.backend) is target.backend
+
+
+def test_a_placement_pickles_as_its_names(target):
+    placement = backends.Placement.named(target.backend.name, target.device_name, "float32")
+    clone = pickle.loads(pickle.dumps(placement))
+    assert clone == placement and clone.backend is target.backend
+    assert clone.names() == (target.backend.name, target.device_name, "float32")
+
+
+def test_a_registered_third_party_adapter_pickles_by_name(registry):
+    class Pickled(backends.Backend):
+        name = "mnn_pickled"
+        module = "mnn_no_such_library"
+
+        def devices(self):
+            return []
+
+    adapter = backends.register(Pickled)
+    assert pickle.loads(pickle.dumps(adapter)) is adapter
+    assert copy.deepcopy([adapter, adapter]) == [adapter, adapter]
 
 
 # --- third-party adapters through the mnn.backends entry point group --------------------------
