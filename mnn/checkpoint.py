@@ -17,7 +17,7 @@ What the file holds
 Why safetensors and not pickle: unpickling runs whatever code the file names, so a
 downloaded pickle is a program. A safetensors file is a JSON header and raw bytes.
 Loading here parses JSON and looks layer and optimizer types up by name among
-mnn's own classes (``mnn.layers.build``, ``mnn.optim.build``): it never imports or
+mnn's own classes (``mnn.serialization.build``, ``mnn.optim.build``): it never imports or
 calls anything the file names.
 
 Why loading checks before it reads: a file is untrusted input. Its header (the
@@ -46,7 +46,7 @@ import json
 import os
 import stat
 import struct
-from typing import TYPE_CHECKING, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 
@@ -55,10 +55,11 @@ from mnn.base import BaseLayer
 from mnn.errors import CheckpointError
 from mnn.files import atomic_write
 from mnn.initializers import skip_init
+from mnn.optim import Optimizer
+from mnn.optim import build as build_optimizer
+from mnn.serialization import build, check_state, load_weights
 from mnn.types import Path
-
-if TYPE_CHECKING:
-    from mnn.optim import Optimizer
+from mnn.version import __version__
 
 #: Bumped when the layout of the file changes; ``load`` refuses versions it does not know.
 FORMAT_VERSION = 1
@@ -74,8 +75,6 @@ def save(model: BaseLayer, path: Path, optimizer: Optimizer | None = None) -> No
     host. The write is atomic: if it fails, the file at ``path`` is left unchanged.
     """
     from safetensors.numpy import save as safetensors_bytes  # here: import mnn stays cheap
-
-    from mnn import __version__
 
     path = os.fspath(path)
     tensors = {name: _host(value) for name, value in model.state_dict().items()}
@@ -116,9 +115,6 @@ def load(path: Path, with_optimizer: bool = False) -> BaseLayer | tuple[BaseLaye
     """
     from safetensors import SafetensorError, safe_open  # here: import mnn stays cheap
 
-    from mnn.layers.build import build
-    from mnn.optim import build as build_optimizer
-
     path = os.fspath(path)
     _check_regular_file(path)
     try:
@@ -128,16 +124,15 @@ def load(path: Path, with_optimizer: bool = False) -> BaseLayer | tuple[BaseLaye
             with skip_init():  # placeholders: nothing is allocated before the shapes fit
                 model = _check(path, build, _metadata_json(path, metadata, "mnn.model"))
             weights = {k: v for k, v in shapes.items() if not k.startswith(OPTIMIZER_PREFIX)}
-            _check(path, model.check_state, weights)
+            _check(path, check_state, model, weights)
             optimizer_tensors = {k: v for k, v in shapes.items() if k not in weights}
             if with_optimizer:
-                optimizer, state = _optimizer(path, metadata, model, optimizer_tensors,
-                                              build_optimizer)
+                optimizer, state = _optimizer(path, metadata, model, optimizer_tensors)
             tensors = {key: file.get_tensor(key) for key in shapes}
     except SafetensorError as error:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or "
                               f"truncated?): {error}") from None
-    _check(path, model.load_weights, {k: tensors[k] for k in weights})
+    _check(path, load_weights, model, {k: tensors[k] for k in weights})
     dtypes = sorted({str(dtype) for _, dtype in weights.values()})
     if len(dtypes) > 1:
         raise CheckpointError(f"{path}: the weights mix dtypes {dtypes}; mnn keeps one dtype "
@@ -154,7 +149,7 @@ def load(path: Path, with_optimizer: bool = False) -> BaseLayer | tuple[BaseLaye
     return model, optimizer
 
 
-def _optimizer(path, metadata, model, tensors, build_optimizer):
+def _optimizer(path, metadata, model, tensors):
     """The optimizer a checkpoint describes, and its scalar state; checked before any tensor
     is read."""
     if "mnn.optimizer" not in metadata:

@@ -1,21 +1,85 @@
 """The checks that layers and optimizers share.
 
 Each raises with the layer's name, what it expected and what arrived. The first
-group checks arrays (``BaseLayer.forward`` and ``backward`` run them); the second
-checks constructor arguments, so that a bad one fails where it is given, not at
-the first forward (or, from a checkpoint, after gigabytes were allocated).
+group checks arrays: ``check_inputs`` and ``check_gradients`` are what
+``BaseLayer.forward`` and ``backward`` run, from what the layer declared
+(``Expected``). The second checks constructor arguments, so that a bad one fails
+where it is given, not at the first forward (or, from a checkpoint, after
+gigabytes were allocated).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from array_api_compat import array_namespace, device
 
 from mnn.errors import DTypeError, LabelError, PlacementError, ShapeError, describe
+from mnn.types import Namespace
 
 # --- arrays ---------------------------------------------------------------------------------
+
+
+class Expected(NamedTuple):
+    """What a layer's ``forward`` accepts (``BaseLayer.expect_inputs``, ``expect_feedbacks``)."""
+
+    min_rank: int = 0
+    max_rank: int | None = None
+    sizes: Mapping[int, int] = {}  # noqa: RUF012  (never mutated: _replace makes a new one)
+    kind: str = "real floating"  # the inputs' dtype kind, for xp.isdtype
+    feedbacks: str | None = None  # a loss's: "targets" (like the inputs) or "labels"
+    class_axis: int = 1  # the axis of the inputs that labels do not have
+
+
+def check_inputs(layer, expected: Expected, inputs, feedbacks) -> Namespace:
+    """``inputs`` (and a loss's ``feedbacks``) are what ``expected`` declares; returns the
+    inputs' namespace."""
+    xp = namespace_of(layer, inputs)
+    check_kind(layer, xp, inputs, expected.kind)
+    check_shape(layer, inputs, expected.min_rank, expected.max_rank, expected.sizes)
+    if expected.feedbacks == "targets":
+        check_kind(layer, namespace_of(layer, feedbacks, "targets"), feedbacks,
+                   "real floating", "targets")
+        check_same_shape(layer, feedbacks, inputs, "targets", "inputs")
+        check_same_placement(layer, feedbacks, inputs, "targets", "inputs")
+    elif expected.feedbacks == "labels":
+        axis = normalize_axis(layer, expected.class_axis, len(inputs.shape))
+        check_same_placement(layer, feedbacks, inputs, "labels", "inputs", dtype=False)
+        check_label_dtype(layer, xp, feedbacks)
+        check_label_shape(layer, feedbacks, inputs, axis)
+    return xp
+
+
+def check_gradients(layer, expected: tuple | None, got: tuple | None, gradients) -> None:
+    """The gradients of a backward have the ``(library, dtype, device, shape)`` of the last
+    forward's output (``expected``; ``got`` is theirs, None when they are no array)."""
+    if expected is None or got == expected:
+        return
+    library, dtype, where, shape = expected
+    error = (DTypeError if got is None  # not an array at all
+             else ShapeError if got[:3] == expected[:3] else PlacementError)
+    raise error(f"{layer.name}: expected gradients like the output of the last forward "
+                f"({library} array of dtype {dtype}, shape {shape}, on device {where}), "
+                f"got {describe(gradients)}")
+
+
+def namespace_of(layer, array, what: str = "inputs") -> Namespace:
+    """The array API namespace of ``array``, or a clear error naming the layer."""
+    try:
+        return array_namespace(array)
+    except TypeError:
+        raise DTypeError(
+            f"{layer.name}: expected {what} to be an array (NumPy, PyTorch, CuPy, JAX or any "
+            f"array API library), got {describe(array)}") from None
+
+
+def check_kind(layer, xp: Namespace, array: Any, kind: str, what: str = "inputs") -> None:
+    """``array``'s dtype is of ``kind`` (``"real floating"``, ``"integral"``)."""
+    if not xp.isdtype(array.dtype, kind):
+        wanted = "floating-point" if kind == "real floating" else kind
+        raise DTypeError(f"{layer.name}: expected {wanted} {what}, got {describe(array)}")
 
 
 def shape_wanted(min_rank: int, max_rank: int | None, sizes: Mapping[int, int]) -> str:
@@ -136,3 +200,20 @@ def finite_non_negative(owner: str, name: str, value) -> float:
     if not math.isfinite(value) or value < 0.0:
         raise ValueError(f"{owner}: expected {name} to be finite and >= 0, got {value}")
     return value
+
+
+def sample_shape_argument(layer, shape: tuple, sample_shape) -> tuple:
+    """The one-sample shape from ``*shape`` or the ``sample_shape`` keyword (not both)."""
+    if shape and sample_shape is not None:
+        raise ValueError(f"{layer.name}: give the sample shape once, either positionally "
+                         f"{shape} or as sample_shape={sample_shape!r}, not both")
+    return sample_shape_of(layer.name, shape if sample_shape is None else sample_shape)
+
+
+def expect_sample_shape(layer, shape: tuple, min_rank: int = 1) -> None:
+    """Inputs ``(batch, *shape)`` when a sample shape was given, else any rank >= ``min_rank``."""
+    if shape:
+        layer.expect_inputs(min_rank=1 + len(shape), max_rank=1 + len(shape),
+                            sizes={1 + i: size for i, size in enumerate(shape)})
+    else:
+        layer.expect_inputs(min_rank=min_rank)

@@ -14,7 +14,7 @@ import time
 from mnn.backends import Placement
 from mnn.cli.common import CommandError, backend_help, backend_named
 from mnn.cli.info import survey
-from mnn.testing import CASES, gradcheck, make_case, place
+from mnn.testing import cases, gradcheck, make_case, place
 
 
 def add_arguments(parser) -> None:
@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
 
 
 def layer_names() -> list[str]:
-    """Every layer with a case: mnn's own and those registered with ``layer_case``."""
-    return list(CASES)
+    """Every registered layer with an ``example``: mnn's own and those of packages."""
+    return list(cases())
 
 
 def targets(only_backends, only_devices) -> list[tuple]:

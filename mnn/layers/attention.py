@@ -5,19 +5,18 @@ from __future__ import annotations
 import math
 
 import array_api_compat
+import numpy as np
 
-from mnn.base import BaseLayer
+from mnn.base import BaseLayer, Example
 from mnn.checks import check_same_placement, positive_int
 from mnn.errors import DTypeError, ShapeError, describe
 from mnn.initializers import host_generator
 from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.softmax import softmax, softmax_vjp
-from mnn.registry import register_layer
 from mnn.types import Array, Seed
 
 
-@register_layer
 class MultiHeadAttention(BaseLayer):
     r"""Self-attention with :math:`H` heads of width :math:`d`: ``(B, T, dH)`` to ``(B, T, dH)``.
 
@@ -141,12 +140,8 @@ class MultiHeadAttention(BaseLayer):
             if not isinstance(value, bool):
                 raise ValueError(f"{self.name}: expected {flag} to be True or False, "
                                  f"got {value!r}")
-        # The original layer's config has no new keys, so old configs compare equal.
-        self.args = {"d": d, "heads": heads, "bias": bias,
-                     **({"output_projection": True} if output_projection else {}),
-                     **({"causal": True} if causal else {})}
         self.d, self.heads, self.features = d, heads, d * heads
-        self.causal = causal
+        self.bias, self.output_projection, self.causal = bias, output_projection, causal
         generator = host_generator(rng)
         self.W_qry, self.W_key, self.W_val = (
             LinearLayer(self.features, self.features, bias=bias, init="glorot", rng=generator)
@@ -159,22 +154,7 @@ class MultiHeadAttention(BaseLayer):
             self.sublayers["W_out"] = self.W_out
         self._scores = MatrixProduct()  # Q_h K_h^T, Eq. (2)
         self._mix = MatrixProduct()  # A_h V_h, Eq. (4)
-        self._key_padding_mask = None  # of the forward that is running
         self.expect_inputs(min_rank=3, max_rank=3, sizes={-1: self.features})
-
-    def __call__(self, inputs: Array, feedbacks: Array = None, *,
-                 key_padding_mask: Array = None) -> Array:
-        return self.forward(inputs, feedbacks, key_padding_mask=key_padding_mask)
-
-    def forward(self, inputs: Array, feedbacks: Array = None, *,
-                key_padding_mask: Array = None) -> Array:
-        """The attention output for ``inputs`` ``(B, T, dH)``; ``key_padding_mask``, a boolean
-        ``(B, T)`` array of the inputs' library and device, marks padding with True."""
-        self._key_padding_mask = key_padding_mask
-        try:
-            return super().forward(inputs, feedbacks)
-        finally:
-            self._key_padding_mask = None
 
     def _split(self, xp, x):
         """``(B, T, H d)`` -> ``(B, H, T, d)``: one ``(T, d)`` matrix per sample and head."""
@@ -186,18 +166,18 @@ class MultiHeadAttention(BaseLayer):
         batch, _, length, _ = x.shape
         return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (batch, length, self.features))
 
-    def _masks(self, xp, inputs, dtype):
+    def _masks(self, xp, inputs, padding, dtype):
         r"""``(bias, blind)``: ``bias`` is 0 where Eq. (3)'s :math:`M` is true and
         :math:`-\infty` where it is not, ``(B or 1, 1, T, T)``, to be added to the scores;
         ``blind`` marks the queries left with no key (only padding can do that). Either
         is None when it has nothing to mark. Built at the size of the masks, not of the
         scores: adding a bias costs one pass over the scores, as cheap as it gets."""
         batch, length, _ = inputs.shape
-        padding = self._key_padding_mask
         visible = None
         if self.causal:
-            positions = xp.arange(length, device=array_api_compat.device(inputs))
-            visible = xp.reshape(positions, (length, 1)) >= positions  # key j <= query i
+            device = array_api_compat.device(inputs)
+            visible = self.cached(("causal", length, type(inputs), device),
+                                  lambda: _key_at_or_before_query(xp, length, device))
         if padding is not None:
             check_key_padding_mask(self, xp, padding, inputs)
             keys = xp.reshape(~padding, (batch, 1, 1, length))
@@ -210,12 +190,20 @@ class MultiHeadAttention(BaseLayer):
         zeros = xp.zeros(visible.shape, dtype=dtype, device=array_api_compat.device(inputs))
         return xp.where(visible, zeros, -math.inf), blind
 
-    def compute_forward(self, xp, inputs, feedbacks):
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        layer = cls(d=2, heads=2, bias=True, output_projection=True, causal=True, rng=rng)
+        return layer, rng.standard_normal((2, 3, 4)), None
+
+    def compute_forward(self, xp, inputs, feedbacks, key_padding_mask=None):
+        """``key_padding_mask``: a boolean ``(B, T)`` array of the inputs' library and device,
+        True at padding (Eq. (3))."""
         q, k, v = (self._split(xp, layer(inputs))  # Eq. (1)
                    for layer in (self.W_qry, self.W_key, self.W_val))
         scores = self._scores((q, xp.matrix_transpose(k)))  # Eq. (2)
         scores *= 1.0 / math.sqrt(self.d)
-        bias, blind = self._masks(xp, inputs, scores.dtype)
+        bias, blind = self._masks(xp, inputs, key_padding_mask, scores.dtype)
         if bias is not None:
             scores += bias  # -inf where M is false: exp gives exactly 0 there, Eq. (3)
         weights = softmax(xp, scores, axis=-1)  # Eq. (3)
@@ -235,6 +223,12 @@ class MultiHeadAttention(BaseLayer):
         return (self.W_qry.backward(self._merge(xp, grad_q))  # Eqs. (11), (12)
                 + self.W_key.backward(self._merge(xp, grad_k))
                 + self.W_val.backward(self._merge(xp, grad_v)))
+
+
+def _key_at_or_before_query(xp, length: int, device):
+    r"""The causal mask of Eq. (3): True where key :math:`j \le` query :math:`i`, ``(T, T)``."""
+    positions = xp.arange(length, device=device)
+    return xp.reshape(positions, (length, 1)) >= positions
 
 
 def check_key_padding_mask(layer, xp, mask, inputs) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mnn.base import BaseLayer
-from mnn.checks import integer_axis, normalize_axis
-from mnn.layers.log_softmax import expect_sample_shape, log_softmax, sample_shape_argument
+import numpy as np
+
+from mnn.base import BaseLayer, Example
+from mnn.checks import expect_sample_shape, integer_axis, normalize_axis, sample_shape_argument
+from mnn.layers.log_softmax import log_softmax
 from mnn.layers.nll_loss import count, label_mask, nll, one_hot
-from mnn.registry import register_layer
 
 
-@register_layer
 class CrossEntropyLossLayer(BaseLayer):
     r"""Cross-entropy of integer labels under ``softmax(logits)``, mean over samples.
 
@@ -58,11 +58,15 @@ class CrossEntropyLossLayer(BaseLayer):
     def __init__(self, *shape: int, axis: int = 1,
                  sample_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.shape = sample_shape_argument(self, shape, sample_shape)
+        self.sample_shape = sample_shape_argument(self, shape, sample_shape)
         self.axis = integer_axis(self.name, axis)
-        self.args = {"sample_shape": self.shape, "axis": axis}
-        expect_sample_shape(self, self.shape, min_rank=2)
+        expect_sample_shape(self, self.sample_shape, min_rank=2)
         self.expect_feedbacks("labels", class_axis=axis)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.standard_normal((4, 5)), rng.integers(0, 5, size=4)
 
     def compute_forward(self, xp, inputs, feedbacks):
         axis = normalize_axis(self, self.axis, len(inputs.shape))

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from mnn.backends import Placement
-from mnn.base import BaseLayer
+from mnn.base import BaseLayer, Example
 from mnn.initializers import host_generator
-from mnn.registry import register_layer
 from mnn.types import Seed
 
 
-@register_layer
 class Dropout(BaseLayer):
     r"""Zero each entry with probability :math:`p` in training mode; pass through in eval mode.
 
@@ -62,10 +60,14 @@ class Dropout(BaseLayer):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"{self.name}: expected a probability p in [0, 1], got {p!r}")
         self.p = float(p)
-        self.args = {"p": p}
         self.seed = int(host_generator(rng).integers(2**63))
         self.draws = 0  # masks drawn so far
         self.expect_inputs()
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(0.4, rng=rng), rng.standard_normal((3, 5)), None  # training: masks drawn
 
     def compute_forward(self, xp, inputs, feedbacks):
         if not self.training or self.p == 0.0:

@@ -2,15 +2,15 @@ r"""A lookup table: integer ids in, one learned vector per id out."""
 
 from __future__ import annotations
 
-from mnn.base import BaseLayer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 from mnn.checks import positive_int
 from mnn.errors import LabelError
 from mnn.initializers import host_generator, normal
-from mnn.registry import register_layer
 from mnn.types import Seed
 
 
-@register_layer
 class Embedding(BaseLayer):
     r"""Row :math:`i_t` of a table :math:`W` for each id :math:`i_t`, as ``torch.nn.Embedding``.
 
@@ -57,10 +57,14 @@ class Embedding(BaseLayer):
         super().__init__()
         positive_int(self.name, "num_embeddings", num_embeddings)
         positive_int(self.name, "embedding_dim", embedding_dim)
-        self.args = {"num_embeddings": num_embeddings, "embedding_dim": embedding_dim}
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.add_param("w", normal((num_embeddings, embedding_dim), 1.0, host_generator(rng)))
         self.expect_inputs(kind="integral")
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(5, 3, rng=rng), rng.integers(0, 5, size=(2, 4)), None  # repeated ids
 
     def compute_forward(self, xp, inputs, feedbacks):
         ids = xp.reshape(inputs, (-1,))

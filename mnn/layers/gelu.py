@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from mnn import backends
-from mnn.base import BaseLayer
+from mnn.base import BaseLayer, Example
 from mnn.errors import MissingFunctionError
-from mnn.registry import register_layer
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 TANH_CUBIC = 0.044715  # the constant of the tanh form (Hendrycks and Gimpel, 2016)
 
 
-@register_layer
 class GELU(BaseLayer):
     r"""Elementwise :math:`y = x\,\Phi(x)`, as ``torch.nn.GELU(approximate=...)``; any shape.
 
@@ -84,8 +84,12 @@ class GELU(BaseLayer):
             raise ValueError(f"{self.name}: expected approximate='none' or approximate='tanh', "
                              f"got {approximate!r}")
         self.approximate = approximate
-        self.args = {"approximate": approximate}
         self.expect_inputs()
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(approximate="tanh"), 2 * rng.standard_normal((3, 4)), None  # erf: its test
 
     def compute_forward(self, xp, inputs, feedbacks):
         backend = backends.for_array(inputs)

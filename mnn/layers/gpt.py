@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import array_api_compat
+import numpy as np
 
 from mnn.backends import Placement
-from mnn.base import BaseLayer
+from mnn.base import BaseLayer, Example
 from mnn.checks import finite_non_negative, positive_int
 from mnn.errors import ShapeError, describe
 from mnn.initializers import host_generator
@@ -18,11 +19,9 @@ from mnn.layers.linear import LinearLayer
 from mnn.layers.sequential import SequentialLayers
 from mnn.layers.softmax import softmax
 from mnn.layers.transformer_block import TransformerBlock
-from mnn.registry import register_layer
 from mnn.types import Array, Seed
 
 
-@register_layer
 class GPT(BaseLayer):
     r"""Token ids ``(B, T)`` to next-token logits ``(B, T, V)``, as GPT-2 computes them.
 
@@ -79,22 +78,30 @@ class GPT(BaseLayer):
                             ("layers", layers)):
             positive_int(self.name, name, value)
         generator = host_generator(rng)
-        self.args = {"vocab_size": vocab_size, "context": context, "d_model": d_model,
-                     "heads": heads, "layers": layers, "hidden": hidden, "dropout": dropout,
-                     "bias": bias, "approximate": approximate}
         self.vocab_size, self.context = vocab_size, context
+        self.d_model, self.heads = d_model, heads
+        self.layers, self.hidden, self.dropout = layers, hidden, dropout
+        self.bias, self.approximate = bias, approximate
         self.tokens = Embedding(vocab_size, d_model, rng=generator)
         self.positions = Embedding(context, d_model, rng=generator)
-        self.dropout = Dropout(dropout, rng=generator)
+        self.embedding_dropout = Dropout(dropout, rng=generator)
         self.blocks = SequentialLayers([
             TransformerBlock(d_model, heads, hidden, dropout, bias, causal=True,
                              approximate=approximate, rng=generator) for _ in range(layers)])
         self.norm = LayerNorm(d_model)
         self.head = LinearLayer(d_model, vocab_size, bias=False, init="glorot", rng=generator)
         self.sublayers = {"tokens": self.tokens, "positions": self.positions,
-                          "dropout": self.dropout, "blocks": self.blocks, "norm": self.norm,
-                          "head": self.head}
+                          "dropout": self.embedding_dropout, "blocks": self.blocks,
+                          "norm": self.norm, "head": self.head}
         self.expect_inputs(min_rank=2, max_rank=2, kind="integral")
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        # 2 x 6 x 23 = 276 logits: more than gradcheck's full_jacobian_max, so random
+        # projections check every parameter (its parts have full-Jacobian examples of their own).
+        model = cls(vocab_size=23, context=8, d_model=4, heads=2, layers=1, hidden=6, rng=rng)
+        return model, rng.integers(0, 23, size=(2, 6)), None
 
     def compute_forward(self, xp, inputs, feedbacks):
         length = inputs.shape[1]
@@ -103,11 +110,11 @@ class GPT(BaseLayer):
                              f"(the context), got {describe(inputs)}")
         where = array_api_compat.device(inputs)
         x = self.tokens(inputs) + self.positions(xp.arange(length, device=where))  # Eq. (1)
-        x = self.blocks(self.dropout(x))  # Eq. (2)
+        x = self.blocks(self.embedding_dropout(x))  # Eq. (2)
         return self.head(self.norm(x))  # Eq. (2)
 
     def compute_backward(self, xp, gradients):
-        g = self.dropout.backward(self.blocks.backward(self.norm.backward(
+        g = self.embedding_dropout.backward(self.blocks.backward(self.norm.backward(
             self.head.backward(gradients))))  # Eq. (2), backwards
         self.tokens.backward(g)  # Eq. (1): scatter-add into the rows of the token ids
         self.positions.backward(xp.sum(g, axis=0))  # Eq. (3)

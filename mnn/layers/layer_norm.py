@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 
-from mnn.base import BaseLayer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 from mnn.checks import finite_non_negative, sample_shape_of
 from mnn.initializers import ones, zeros
-from mnn.registry import register_layer
 
 
-@register_layer
 class LayerNorm(BaseLayer):
     r"""Normalise each sample over its last axes to mean 0 and variance 1, then scale and shift.
 
@@ -93,8 +93,6 @@ class LayerNorm(BaseLayer):
             if not isinstance(value, bool):
                 raise ValueError(f"{self.name}: expected {flag} to be True or False, got {value!r}")
         self.elementwise_affine, self.bias = elementwise_affine, bias and elementwise_affine
-        self.args = {"normalized_shape": self.normalized_shape, "eps": eps,
-                     "elementwise_affine": elementwise_affine, "bias": bias}
         self.size = math.prod(self.normalized_shape)  # n
         if elementwise_affine:
             self.add_param("w", ones(self.normalized_shape))
@@ -109,6 +107,11 @@ class LayerNorm(BaseLayer):
         if len(self.normalized_shape) == 1:
             return array
         return xp.reshape(array, (*shape[:len(shape) - len(self.normalized_shape)], self.size))
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(5), 2 * rng.standard_normal((3, 5)) + 1, None  # scale 1, shift 0
 
     def compute_forward(self, xp, inputs, feedbacks):
         x = self._flat(xp, inputs, inputs.shape)

@@ -2,14 +2,14 @@ r"""Fully connected (affine) layer."""
 
 from __future__ import annotations
 
-from mnn.base import BaseLayer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 from mnn.checks import positive_int
 from mnn.initializers import glorot_uniform, he_uniform, host_generator, zeros
-from mnn.registry import register_layer
 from mnn.types import Seed
 
 
-@register_layer
 class LinearLayer(BaseLayer):
     r"""Affine map :math:`y = x W^\top + b`, applied to the last axis.
 
@@ -69,9 +69,8 @@ class LinearLayer(BaseLayer):
             raise ValueError(f"{self.name}: expected bias to be True or False, got {bias!r}")
         if init not in ("he", "glorot"):
             raise ValueError(f"{self.name}: expected init='he' or init='glorot', got {init!r}")
-        self.args = {"in_features": in_features, "out_features": out_features, "bias": bias,
-                     "init": init}
-        self.in_features, self.out_features, self.bias = in_features, out_features, bias
+        self.in_features, self.out_features = in_features, out_features
+        self.bias, self.init = bias, init
         generator = host_generator(rng)
         shape = (out_features, in_features)
         if init == "he":
@@ -82,6 +81,11 @@ class LinearLayer(BaseLayer):
             self.add_param("b", zeros((out_features,)))
         self.expect_inputs(min_rank=1, sizes={-1: in_features})
 
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(4, 3, rng=rng), rng.standard_normal((2, 4)), None
+
     def compute_forward(self, xp, inputs, feedbacks):
         self.save_for_backward(inputs)
         outputs = inputs @ self.params["w"].T  # Eq. (1)
@@ -90,14 +94,14 @@ class LinearLayer(BaseLayer):
         return outputs
 
     def compute_backward(self, xp, gradients, inputs):
-        # Eq. (2) first, with W as the forward used it: a fused SGD updates W in add_grad.
-        # Nobody needs it for the first layer of a network (input_grad False): skip a GEMM.
+        # Nobody needs Eq. (2) for the first layer of a network (input_grad False): skip a GEMM.
         grad_inputs = gradients @ self.params["w"] if self.input_grad else None
         flat_g, flat_x = gradients, inputs
         if len(inputs.shape) != 2:  # leading dimensions are all batch: flatten them
             flat_g = xp.reshape(gradients, (-1, self.out_features))
             flat_x = xp.reshape(inputs, (-1, self.in_features))
-        self.add_grad_product("w", flat_g, flat_x)  # Eq. (3): g^T x, a sum over the batch
+        # Eq. (3): g^T x, a sum over the batch; the adapter picks the library's fastest product
+        self.add_grad("w", self.placement.backend.transpose_matmul(flat_g, flat_x))
         if self.bias:
             self.add_grad("b", xp.sum(flat_g, axis=0))  # Eq. (4)
         return grad_inputs

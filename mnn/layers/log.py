@@ -1,10 +1,12 @@
 r"""Elementwise natural logarithm."""
 
-from mnn.base import BaseLayer
-from mnn.registry import register_layer
+from __future__ import annotations
+
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 
 
-@register_layer
 class LogLayer(BaseLayer):
     r"""Elementwise :math:`y = \log x` (natural logarithm), any shape.
 
@@ -38,6 +40,11 @@ class LogLayer(BaseLayer):
     ``-inf``/``nan`` in a loss are the signal users of both libraries know. To take
     logs of probabilities, prefer ``LogSoftmaxLayer``, which never sees a 0.
     """
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.uniform(0.5, 2.0, (3, 4)), None  # log needs x > 0
 
     def compute_forward(self, xp, inputs, feedbacks):
         self.save_for_backward(inputs)

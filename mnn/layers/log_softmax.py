@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import array_api_compat
+import numpy as np
 
-from mnn.base import BaseLayer
-from mnn.checks import integer_axis, normalize_axis, sample_shape_of
-from mnn.registry import register_layer
+from mnn.base import BaseLayer, Example
+from mnn.checks import expect_sample_shape, integer_axis, normalize_axis, sample_shape_argument
 from mnn.types import Array
 
 
@@ -30,24 +30,6 @@ def log_softmax_vjp(xp, s, g, axis: int):
     return g - s * xp.sum(g, axis=axis, keepdims=True)  # Eq. (4)
 
 
-def sample_shape_argument(layer, shape: tuple, sample_shape) -> tuple:
-    """The one-sample shape from ``*shape`` or the ``sample_shape`` keyword (not both)."""
-    if shape and sample_shape is not None:
-        raise ValueError(f"{layer.name}: give the sample shape once, either positionally "
-                         f"{shape} or as sample_shape={sample_shape!r}, not both")
-    return sample_shape_of(layer.name, shape if sample_shape is None else sample_shape)
-
-
-def expect_sample_shape(layer, shape: tuple, min_rank: int = 1) -> None:
-    """Inputs ``(batch, *shape)`` when a sample shape was given, else any rank >= ``min_rank``."""
-    if shape:
-        layer.expect_inputs(min_rank=1 + len(shape), max_rank=1 + len(shape),
-                            sizes={1 + i: size for i, size in enumerate(shape)})
-    else:
-        layer.expect_inputs(min_rank=min_rank)
-
-
-@register_layer
 class LogSoftmaxLayer(BaseLayer):
     r"""Log-softmax along ``axis``: :math:`\log \operatorname{softmax}(x)`, computed stably.
 
@@ -104,15 +86,19 @@ class LogSoftmaxLayer(BaseLayer):
     def __init__(self, *shape: int, axis: int = 1,
                  sample_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.shape = sample_shape_argument(self, shape, sample_shape)
+        self.sample_shape = sample_shape_argument(self, shape, sample_shape)
         self.axis = integer_axis(self.name, axis)
-        self.args = {"sample_shape": self.shape, "axis": axis}
-        expect_sample_shape(self, self.shape)
+        expect_sample_shape(self, self.sample_shape)
 
     @staticmethod
     def stable_log_softmax(inputs: Array, axis: int) -> Array:
         """``(log_softmax, softmax)`` of ``inputs`` along ``axis``, Eq. (2), in their namespace."""
         return log_softmax(array_api_compat.array_namespace(inputs), inputs, axis)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.standard_normal((3, 5)), None
 
     def compute_forward(self, xp, inputs, feedbacks):
         axis = normalize_axis(self, self.axis, len(inputs.shape))

@@ -2,13 +2,13 @@ r"""Product of two matrices (or two stacks of matrices), both of them inputs."""
 
 from __future__ import annotations
 
-from mnn.base import BaseLayer
-from mnn.checks import check_same_placement, check_shape
+import numpy as np
+
+from mnn.base import BaseLayer, Example
+from mnn.checks import check_kind, check_same_placement, check_shape, namespace_of
 from mnn.errors import DTypeError, ShapeError, describe
-from mnn.registry import register_layer
 
 
-@register_layer
 class MatrixProduct(BaseLayer):
     r"""Matrix product :math:`Y = Q P` of two inputs, ``forward((Q, P))``.
 
@@ -55,6 +55,11 @@ class MatrixProduct(BaseLayer):
     ``matrix_transpose`` swaps the last two axes only.
     """
 
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), (rng.standard_normal((3, 4)), rng.standard_normal((4, 2))), None
+
     def check_inputs(self, inputs, feedbacks=None):
         """Two floating-point arrays of one placement, ``(..., m, k)`` and ``(..., k, n)``."""
         if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
@@ -63,8 +68,9 @@ class MatrixProduct(BaseLayer):
             raise DTypeError(
                 f"{self.name}: expected inputs to be a pair (Q, P) of arrays, got {got}")
         q, p = inputs
-        xp = self.adopt(q, "Q")
-        self.adopt(p, "P")
+        xp = namespace_of(self, q, "Q")
+        check_kind(self, xp, q, "real floating", "Q")
+        check_kind(self, namespace_of(self, p, "P"), p, "real floating", "P")
         check_same_placement(self, p, q, "P", "Q")
         check_shape(self, q, min_rank=2, what="Q")
         check_shape(self, p, min_rank=2, what="P")

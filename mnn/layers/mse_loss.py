@@ -2,11 +2,11 @@ r"""Mean squared error loss: summed over features, averaged over the batch."""
 
 from __future__ import annotations
 
-from mnn.base import BaseLayer
-from mnn.registry import register_layer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 
 
-@register_layer
 class MSELossLayer(BaseLayer):
     r"""Squared error summed over each sample's features, mean over the batch.
 
@@ -41,6 +41,11 @@ class MSELossLayer(BaseLayer):
         super().__init__()
         self.expect_inputs(min_rank=1)
         self.expect_feedbacks("targets")
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
 
     def compute_forward(self, xp, inputs, feedbacks):
         difference = inputs - feedbacks

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import array_api_compat
+import numpy as np
 
-from mnn.base import BaseLayer
+from mnn.base import BaseLayer, Example
 from mnn.checks import integer_axis, normalize_axis
 from mnn.errors import LabelError
-from mnn.registry import register_layer
 
 
 def label_mask(layer, xp, logits, labels, axis: int):
@@ -32,11 +32,9 @@ def label_mask(layer, xp, logits, labels, axis: int):
     if labels.dtype != xp.int64:
         labels = xp.astype(labels, xp.int64)
     device = array_api_compat.device(labels)
-    key = (n, len(shape) - axis - 1, type(labels), device)
-    if getattr(layer, "_classes", (None,))[0] != key:  # made once per kind of batch
-        classes = xp.arange(n, dtype=xp.int64, device=device)
-        layer._classes = key, xp.reshape(classes, (n,) + (1,) * key[1])  # along axis
-    classes = layer._classes[1]
+    trailing = len(shape) - axis - 1  # the classes lie along axis: (n, 1, ..., 1)
+    classes = layer.cached(("classes", n, trailing, type(labels), device), lambda: xp.reshape(
+        xp.arange(n, dtype=xp.int64, device=device), (n,) + (1,) * trailing))
     mask = xp.reshape(labels, shape[:axis] + (1,) + shape[axis + 1:]) == classes
     if int(xp.count_nonzero(mask)) != count(labels):
         low, high = int(xp.min(labels)), int(xp.max(labels))
@@ -67,7 +65,6 @@ def count(labels) -> int:
     return math.prod(labels.shape)
 
 
-@register_layer
 class NllLossLayer(BaseLayer):
     r"""Negative log-likelihood of integer labels under log-probabilities, mean over samples.
 
@@ -107,9 +104,13 @@ class NllLossLayer(BaseLayer):
     def __init__(self, *, axis: int = 1) -> None:
         super().__init__()
         self.axis = integer_axis(self.name, axis)
-        self.args = {"axis": axis}
         self.expect_inputs(min_rank=2)
         self.expect_feedbacks("labels", class_axis=axis)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.standard_normal((4, 5)), rng.integers(0, 5, size=4)
 
     def compute_forward(self, xp, inputs, feedbacks):
         axis = normalize_axis(self, self.axis, len(inputs.shape))

@@ -1,10 +1,12 @@
 r"""Rectified linear unit."""
 
-from mnn.base import BaseLayer
-from mnn.registry import register_layer
+from __future__ import annotations
+
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 
 
-@register_layer
 class ReluLayer(BaseLayer):
     r"""Elementwise :math:`y = \max(x, 0)`.
 
@@ -31,6 +33,11 @@ class ReluLayer(BaseLayer):
 
     A mask instead of an :math:`n \times n` diagonal matrix.
     """
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.standard_normal((3, 5)), None
 
     def compute_forward(self, xp, inputs, feedbacks):
         self.save_for_backward(inputs > 0)

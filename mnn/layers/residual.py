@@ -2,13 +2,13 @@ r"""A residual connection: a block's output added to its own input."""
 
 from __future__ import annotations
 
-from mnn.base import BaseLayer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 from mnn.errors import ShapeError, describe
-from mnn.registry import register_layer
 from mnn.types import Array
 
 
-@register_layer
 class Residual(BaseLayer):
     r""":math:`y = x + f(x)` for a block :math:`f` whose output has its input's shape.
 
@@ -50,7 +50,14 @@ class Residual(BaseLayer):
                              f"not a residual connection")
         self.block = block
         self.sublayers = {"block": block}
-        self.args = {"block": block}
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        from mnn.layers import LayerNorm, LinearLayer, SequentialLayers, Tanh
+
+        block = SequentialLayers([LayerNorm(4), LinearLayer(4, 4, rng=rng), Tanh()])
+        return cls(block), rng.standard_normal((3, 4)), None
 
     def check_inputs(self, inputs: Array, feedbacks: Array = None) -> None:
         return None  # the block checks its own inputs

@@ -2,15 +2,16 @@ r"""A chain of layers, run one after the other: the container for feed-forward n
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import overload
 
-from mnn.base import BaseLayer
-from mnn.registry import register_layer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 from mnn.types import Array, Namespace
 
 
-@register_layer
 class SequentialLayers(BaseLayer):
     r"""The composition :math:`f = f_L \circ \dots \circ f_2 \circ f_1` of its layers.
 
@@ -54,23 +55,33 @@ class SequentialLayers(BaseLayer):
                 raise TypeError(f"{self.name}: expected layers (BaseLayer instances), got "
                                 f"an object of type {type(layer).__name__} at position {i}")
         self.sublayers = {str(i): layer for i, layer in enumerate(self.layers)}
-        self.args = {"layers": self.layers}
+        self._input_grad: bool | None = None  # None: the default that input_grad describes
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        from mnn.layers import CrossEntropyLossLayer, LinearLayer, ReluLayer
+
+        net = cls([LinearLayer(4, 5, rng=rng), ReluLayer(), LinearLayer(5, 3, rng=rng),
+                   CrossEntropyLossLayer()])
+        net.input_grad = True  # checked too, though a network trained on data skips it
+        return net, rng.standard_normal((3, 4)), rng.integers(0, 3, size=3)
 
     @property
     def input_grad(self) -> bool:
         """Whether ``backward`` computes the gradient with respect to the inputs.
 
-        Set it to False when the inputs are data that need no gradient (as
-        PyTorch does for tensors without ``requires_grad``): the first layer then
-        skips that work (for a ``LinearLayer``, one of its three matrix products)
-        and ``backward`` returns ``None``.
+        By default a chain that ends in a loss does not (it is a network trained on
+        data, which needs no gradient, as PyTorch's tensors without ``requires_grad``):
+        its first layer skips that work (for a ``LinearLayer``, one of its three
+        matrix products) and ``backward()`` returns ``None``. Any other chain does,
+        since it is a part of a larger network. Set it to say otherwise.
         """
-        return self.layers[0].input_grad if self.layers else True
+        return (not self.is_loss) if self._input_grad is None else self._input_grad
 
     @input_grad.setter
     def input_grad(self, value: bool) -> None:
-        if self.layers:
-            self.layers[0].input_grad = value
+        self._input_grad = value
 
     @property
     def is_loss(self) -> bool:
@@ -121,11 +132,34 @@ class SequentialLayers(BaseLayer):
             inputs = layer.forward(inputs, feedbacks)  # Eq. (1)
         return inputs
 
-    def compute_backward(self, xp: Namespace, gradients: Array = None) -> Array:
+    def compute_backward(self, xp: Namespace, gradients: Array = None, *,
+                         all_gradients: bool = False) -> Array | list[Array]:
+        """Eq. (2), layer by layer. With ``all_gradients=True``, the list of every
+        gradient on the way: entry ``l`` is the gradient with respect to the inputs of
+        ``layers[l]`` (entry 0 the data's, computed because it was asked for)."""
         layers = self.layers
         if self.is_loss:
             gradients = layers[-1].backward()
             layers = layers[:-1]
-        for layer in reversed(layers):
+        every = [gradients]
+        for layer in reversed(layers[1:]):
             gradients = layer.backward(gradients)  # Eq. (2)
+            every.append(gradients)
+        if layers:
+            with _input_grad_of(layers[0], self.input_grad or all_gradients):
+                gradients = layers[0].backward(gradients)  # Eq. (2), l = 1
+            every.append(gradients)
+        if all_gradients:
+            return every[::-1] if self.is_loss else every[:0:-1]  # the loss's input is kept
         return gradients
+
+
+@contextlib.contextmanager
+def _input_grad_of(layer: BaseLayer, wanted: bool) -> Iterator[None]:
+    """``layer.input_grad`` set to what this chain wants, for one backward."""
+    before = layer.input_grad
+    layer.input_grad = wanted
+    try:
+        yield
+    finally:
+        layer.input_grad = before

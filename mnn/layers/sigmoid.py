@@ -2,12 +2,12 @@ r"""The logistic sigmoid, elementwise."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from mnn import backends
-from mnn.base import BaseLayer
-from mnn.registry import register_layer
+from mnn.base import BaseLayer, Example
 
 
-@register_layer
 class Sigmoid(BaseLayer):
     r"""Elementwise :math:`y = \sigma(x) = 1 / (1 + e^{-x})`, as ``torch.nn.Sigmoid``; any shape.
 
@@ -49,6 +49,11 @@ class Sigmoid(BaseLayer):
     def __init__(self) -> None:
         super().__init__()
         self.expect_inputs()
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), 3 * rng.standard_normal((3, 4)), None
 
     def compute_forward(self, xp, inputs, feedbacks):
         outputs = backends.for_array(inputs).sigmoid(inputs)  # Eq. (1), or (2)

@@ -2,9 +2,10 @@ r"""Softmax along one axis, and its vector-Jacobian product (shared with attenti
 
 from __future__ import annotations
 
-from mnn.base import BaseLayer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 from mnn.checks import integer_axis, normalize_axis
-from mnn.registry import register_layer
 
 
 def softmax(xp, x, axis: int):
@@ -31,7 +32,6 @@ def softmax_vjp(xp, s, g, axis: int):
     return out
 
 
-@register_layer
 class SoftmaxLayer(BaseLayer):
     r"""Softmax along ``axis`` (default 1, the feature axis of a ``(batch, n)`` input).
 
@@ -84,8 +84,12 @@ class SoftmaxLayer(BaseLayer):
     def __init__(self, axis: int = 1) -> None:
         super().__init__()
         self.axis = integer_axis(self.name, axis)
-        self.args = {"axis": axis}
         self.expect_inputs(min_rank=1)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.standard_normal((3, 5)), None
 
     def compute_forward(self, xp, inputs, feedbacks):
         axis = normalize_axis(self, self.axis, len(inputs.shape))

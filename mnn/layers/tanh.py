@@ -2,11 +2,11 @@ r"""Hyperbolic tangent, elementwise."""
 
 from __future__ import annotations
 
-from mnn.base import BaseLayer
-from mnn.registry import register_layer
+import numpy as np
+
+from mnn.base import BaseLayer, Example
 
 
-@register_layer
 class Tanh(BaseLayer):
     r"""Elementwise :math:`y = \tanh x`, as ``torch.nn.Tanh``; any shape.
 
@@ -41,6 +41,11 @@ class Tanh(BaseLayer):
     def __init__(self) -> None:
         super().__init__()
         self.expect_inputs()
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(), rng.standard_normal((3, 4)), None
 
     def compute_forward(self, xp, inputs, feedbacks):
         outputs = xp.tanh(inputs)  # Eq. (1)

@@ -2,6 +2,9 @@ r"""A pre-norm Transformer block: attention and an MLP, each in a residual conne
 
 from __future__ import annotations
 
+import numpy as np
+
+from mnn.base import Example
 from mnn.checks import positive_int
 from mnn.initializers import host_generator
 from mnn.layers.attention import MultiHeadAttention
@@ -11,11 +14,9 @@ from mnn.layers.layer_norm import LayerNorm
 from mnn.layers.linear import LinearLayer
 from mnn.layers.residual import Residual
 from mnn.layers.sequential import SequentialLayers
-from mnn.registry import register_layer
 from mnn.types import Seed
 
 
-@register_layer
 class TransformerBlock(SequentialLayers):
     r"""The pre-norm block of GPT-2: ``(B, T, D)`` to ``(B, T, D)``.
 
@@ -72,5 +73,10 @@ class TransformerBlock(SequentialLayers):
             Dropout(dropout, rng=generator)]))  # Eq. (2)
         super().__init__([attention, mlp])
         self.sublayers = {"attention": attention, "mlp": mlp}
-        self.args = {"d_model": d_model, "heads": heads, "hidden": hidden, "dropout": dropout,
-                     "bias": bias, "causal": causal, "approximate": approximate}
+        self.d_model, self.heads, self.hidden, self.dropout = d_model, heads, hidden, dropout
+        self.bias, self.causal, self.approximate = bias, causal, approximate
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
+        return cls(4, heads=2, hidden=6, dropout=0.2, rng=rng), rng.standard_normal((2, 3, 4)), None

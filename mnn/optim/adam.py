@@ -9,11 +9,9 @@ from mnn.backends import Placement
 from mnn.base import BaseLayer
 from mnn.checks import finite_non_negative
 from mnn.optim.optimizer import Optimizer
-from mnn.registry import register_optimizer
 from mnn.types import Array
 
 
-@register_optimizer
 class Adam(Optimizer):
     r"""Adam (Kingma and Ba, 2015), with exactly the rule of ``torch.optim.Adam``.
 
@@ -99,7 +97,6 @@ class Adam(Optimizer):
         return param - step_size * (m / denominator)  # Eq. (4)
 
 
-@register_optimizer
 class AdamW(Adam):
     r"""AdamW: ``Adam`` with decoupled weight decay, exactly ``torch.optim.AdamW``.
 

@@ -25,15 +25,12 @@ around it is the same and lives here:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import reprlib
 from collections.abc import Mapping
 from typing import Any
 
 from mnn.backends import Placement, to_host
 from mnn.base import BaseLayer
-from mnn.deprecation import warn_deprecated
 from mnn.errors import CheckpointError, describe
 from mnn.registry import OPTIMIZERS
 from mnn.types import Array
@@ -63,22 +60,9 @@ class Optimizer:
         return f"{self.name}({args})"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """An ``update(self, xp, param, grad, state)`` written before ``update`` took the
-        parameter's placement still works, given ``where.xp``, and warns where it is defined."""
+        """Every optimizer class registers itself by name, so a checkpoint can rebuild it."""
         super().__init_subclass__(**kwargs)
-        update = cls.__dict__.get("update")
-        if update is None or list(inspect.signature(update).parameters)[1:2] != ["xp"]:
-            return
-        warn_deprecated(f"{cls.__name__}.update(self, xp, param, grad, state)",
-                        "update(self, where, param, grad, state), where where.xp is the "
-                        "namespace and where.backend the adapter", since="0.1", removed_in="0.3")
-
-        @functools.wraps(update)
-        def update_with_namespace(self: Optimizer, where: Placement, param: Array, grad: Array,
-                                  state: dict[str, Any]) -> Array:
-            return update(self, where.xp, param, grad, state)
-
-        cls.update = update_with_namespace  # type: ignore[method-assign]
+        OPTIMIZERS.register(cls)
 
     # --- what subclasses write ---------------------------------------------------------
 

@@ -8,11 +8,9 @@ from mnn.backends import Placement
 from mnn.base import BaseLayer
 from mnn.checks import finite_non_negative
 from mnn.optim.optimizer import Optimizer
-from mnn.registry import register_optimizer
 from mnn.types import Array
 
 
-@register_optimizer
 class SGD(Optimizer):
     r"""Stochastic gradient descent, with exactly the rule of ``torch.optim.SGD``.
 
@@ -45,40 +43,20 @@ class SGD(Optimizer):
 
     With every option at its default this is ``BaseLayer.step``: :math:`\theta \leftarrow
     \theta - \gamma \nabla_\theta`. State per parameter: ``momentum_buffer`` (:math:`b`).
-
-    Fused into backward
-    -------------------
-    ``fused=True`` (plain SGD only: no momentum, no weight decay) takes each step
-    during ``backward``, as soon as a layer has its gradient, the way torch's
-    "optimizer step in backward" recipe does with gradient hooks. No gradient is
-    kept (``grads`` stay ``None``; ``step()`` has nothing left to do), and where a
-    gradient is a product, :math:`\nabla_W = g^\top x` for a linear layer, the
-    learning rate goes into the small factor, :math:`W \leftarrow W - (\gamma g)^\top x`:
-    the gradient, as large as :math:`W`, is never formed, and the update is one
-    pass over :math:`W` instead of three (form it, scale it, add it). At batch 1 that
-    is most of a small network's step. Build the optimizer once; each training step
-    is then ``loss = model(x, y); model.backward()``.
     """
 
-    hyperparameters = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "fused")
+    hyperparameters = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
 
     def __init__(self, model: BaseLayer, lr: float = 0.01, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 fused: bool = False) -> None:
+                 dampening: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(model, lr=lr, momentum=momentum, dampening=dampening,
-                         nesterov=nesterov, weight_decay=weight_decay, fused=fused)
-        if self.fused:
-            for _, layer in model.named_layers():
-                layer.fused_sgd = self  # its add_grad reads this optimizer's lr
+                         nesterov=nesterov, weight_decay=weight_decay)
 
     def check_hyperparameters(self) -> None:
         for key in ("lr", "momentum", "dampening", "weight_decay"):
             setattr(self, key, finite_non_negative(self.name, key, getattr(self, key)))
-        self.nesterov, self.fused = bool(self.nesterov), bool(self.fused)
-        if self.fused and (self.momentum != 0.0 or self.weight_decay != 0.0):
-            raise ValueError(f"{self.name}: fused=True takes plain steps in backward; it has no "
-                             f"state for momentum or weight decay, got momentum="
-                             f"{self.momentum}, weight_decay={self.weight_decay}")
+        self.nesterov = bool(self.nesterov)
         if self.nesterov and (self.momentum <= 0.0 or self.dampening != 0.0):
             raise ValueError(f"{self.name}: Nesterov momentum needs momentum > 0 and dampening "
                              f"== 0, got momentum={self.momentum}, dampening={self.dampening}")

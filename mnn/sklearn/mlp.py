@@ -3,9 +3,11 @@ r"""``BaseMLP``: what ``MLPClassifier`` and ``MLPRegressor`` share. Parameters, 
 The estimators follow scikit-learn's ``MLPClassifier`` and ``MLPRegressor``: the same
 parameter names and defaults (where mnn has the piece), the same objective, the same
 stopping rule and the same fitted attributes. The network is mnn's: ``LinearLayer`` and
-``ReluLayer`` in a ``SequentialLayers``, trained by ``mnn.optim.Adam`` or ``mnn.optim.SGD``
-on the mini-batches of ``mnn.data.Batches``. It lives where the training data lives: the
-first forward moves the layers' parameters to the library, device and dtype of ``X``.
+an activation layer (``ReluLayer``, ``Tanh`` or ``Sigmoid``) in a ``SequentialLayers``,
+trained by ``mnn.optim.Adam`` or ``mnn.optim.SGD`` on the mini-batches of
+``mnn.data.Batches``, in ``mnn.training``'s loop (the epochs; the stopping rule below is
+this module's). It lives where the training data lives: the first forward moves the
+layers' parameters to the library, device and dtype of ``X``.
 
 Objective
 ---------
@@ -45,6 +47,7 @@ epoch whose validation score is not above the best one by ``tol``. After more th
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -58,17 +61,19 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from mnn import optim
+from mnn import optim, training
 from mnn.backends import Placement, to_host
 from mnn.base import BaseLayer
 from mnn.checks import positive_int
 from mnn.data import Batches
 from mnn.errors import PlacementError, describe
 from mnn.initializers import skip_init
-from mnn.layers import LinearLayer, ReluLayer, SequentialLayers
-from mnn.layers.build import build
+from mnn.layers import LinearLayer, ReluLayer, SequentialLayers, Sigmoid, Tanh
+from mnn.serialization import build
 
-ACTIVATIONS = ("relu", "identity")
+#: scikit-learn's activations and the layer of each, after every hidden layer (None: none).
+ACTIVATIONS: dict[str, type[BaseLayer] | None] = {
+    "identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReluLayer}
 SOLVERS = ("adam", "sgd")
 SCHEDULES = ("constant", "invscaling", "adaptive")
 #: SGD with learning_rate="adaptive" stops once its rate falls below this (scikit-learn's value).
@@ -81,8 +86,8 @@ class BaseMLP(BaseEstimator):
     Parameters (scikit-learn's names and defaults):
 
     * ``hidden_layer_sizes`` (``(100,)``): the width of each hidden layer; ``()`` for none.
-    * ``activation`` (``"relu"``): after each hidden layer, ``"relu"`` (``ReluLayer``) or
-      ``"identity"`` (nothing). mnn has no logistic or tanh layer.
+    * ``activation`` (``"relu"``): after each hidden layer, ``"relu"`` (``ReluLayer``),
+      ``"tanh"`` (``Tanh``), ``"logistic"`` (``Sigmoid``) or ``"identity"`` (nothing).
     * ``solver`` (``"adam"``): ``"adam"`` (``mnn.optim.Adam``) or ``"sgd"``
       (``mnn.optim.SGD``). There is no ``"lbfgs"``: mnn trains on mini-batches.
     * ``alpha`` (``1e-4``): the L2 penalty of Eq. (1).
@@ -213,12 +218,18 @@ class BaseMLP(BaseEstimator):
 
     def _initialize(self, sizes: list[int], generator: np.random.Generator) -> None:
         """A fresh network (host float64 weights until the first forward) and optimizer."""
+        activation = ACTIVATIONS[self.activation]
         layers: list[BaseLayer] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            # Glorot-uniform weights, as scikit-learn draws them (it does for ReLU too)
-            layers.append(LinearLayer(n_in, n_out, init="glorot", rng=generator))
-            if i < len(sizes) - 2 and self.activation == "relu":
-                layers.append(ReluLayer())
+            # Glorot-uniform weights, as scikit-learn draws them (for ReLU too), on
+            # [-a, a] with a = sqrt(6 / (n_in + n_out)); for the logistic activation
+            # scikit-learn takes a = sqrt(2 / (n_in + n_out)), 1 / sqrt(3) of that
+            linear = LinearLayer(n_in, n_out, init="glorot", rng=generator)
+            if self.activation == "logistic":
+                linear.params["w"] = linear.params["w"] / math.sqrt(3.0)
+            layers.append(linear)
+            if i < len(sizes) - 2 and activation is not None:
+                layers.append(activation())
         self.network_ = SequentialLayers(layers)
         self.network_.input_grad = False  # the inputs are data: skip their gradient
         if self.solver == "adam":
@@ -239,22 +250,22 @@ class BaseMLP(BaseEstimator):
             self.best_loss_ = math.inf
 
     def _run_epochs(self, X, targets, generator: np.random.Generator, incremental: bool) -> None:
+        """``max_iter`` epochs (one for ``partial_fit``) in ``mnn.training``'s loop, with
+        scikit-learn's stopping rule after each."""
         xp = array_api_compat.array_namespace(X)
         if self.early_stopping:
             X, targets, X_val, targets_val = self._hold_out(xp, X, targets, generator)
-            best_weights = None
         n_samples = int(X.shape[0])
         batches = Batches(X, targets, batch_size=self._batch_size(n_samples),
                           shuffle=self.shuffle, rng=generator)
-        loss_layer = self._loss_layer()
-        self.n_iter_ = 0
-        for _ in range(self.max_iter):
-            total = 0.0  # summed on the device: one synchronisation per epoch, not per batch
-            for inputs, batch_targets in batches:
-                total = total + self._step(xp, loss_layer, inputs, batch_targets) * inputs.shape[0]
+        best_weights = None
+
+        def after_epoch(epoch: training.Round) -> bool:
+            """Record the epoch; True stops training."""
+            nonlocal best_weights
             self.n_iter_ += 1
             self.t_ += n_samples
-            self.loss_ = float(total) / n_samples
+            self.loss_ = epoch.loss  # _step's losses were summed on the device: one read
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
@@ -266,21 +277,24 @@ class BaseMLP(BaseEstimator):
                                 for name, w in self.network_.state_dict().items()}
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 self.optimizer_.lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-            if self._no_improvement_count > self.n_iter_no_change and self._stop_or_slow_down():
-                break
-            if incremental:
-                break
-            if self.n_iter_ == self.max_iter:
-                warnings.warn(f"{self._name}: maximum iterations ({self.max_iter}) reached and "
-                              f"the optimization hasn't converged yet.", ConvergenceWarning,
-                              stacklevel=4)
-        if self.early_stopping and best_weights is not None:
+            return self._no_improvement_count > self.n_iter_no_change and self._stop_or_slow_down()
+
+        self.n_iter_ = 0
+        step = functools.partial(self._step, xp, self._loss_layer())
+        epochs = training.epochs(batches, 1 if incremental else self.max_iter)
+        finished = training.train(step, epochs, after_epoch)
+        if not (finished.stopped or incremental):
+            warnings.warn(f"{self._name}: maximum iterations ({self.max_iter}) reached and "
+                          f"the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=4)
+        if best_weights is not None:
             self.network_.load_weights(best_weights)
         self._check_finite()
 
     def _step(self, xp, loss_layer: BaseLayer, inputs, targets):
-        """One step of the optimizer on one batch; returns Eq. (1) before the step."""
-        self.optimizer_.zero_grad()
+        """One step of the optimizer on one batch; returns Eq. (1) before the step, as an
+        array where the network lives (the loop sums them there)."""
+        self.network_.zero_grads()
         outputs = self.network_(inputs)
         loss, gradient = self._data_loss(loss_layer, xp, outputs, targets)
         self.network_.backward(gradient)
@@ -449,7 +463,7 @@ class BaseMLP(BaseEstimator):
     def _check_params(self) -> list[int]:
         """Check every parameter (a ``ValueError`` naming it); return the hidden sizes."""
         name = self._name
-        for key, choices in (("activation", ACTIVATIONS), ("solver", SOLVERS),
+        for key, choices in (("activation", tuple(ACTIVATIONS)), ("solver", SOLVERS),
                              ("learning_rate", SCHEDULES)):
             if getattr(self, key) not in choices:
                 raise ValueError(f"{name}: expected {key} to be one of {choices}, "

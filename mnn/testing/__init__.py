@@ -1,8 +1,8 @@
 """Tools for checking layers: ``gradcheck`` compares a backward pass with finite differences,
-and ``cases`` holds a small example of every layer (``layer_case`` registers yours)."""
+and ``cases`` finds the small ``example`` of every registered layer."""
 
-from mnn.testing.cases import CASES, layer_case, make_case, place
+from mnn.testing.cases import cases, make_case, place
 from mnn.testing.gradcheck import TOLERANCES, GradcheckError, GradcheckPrecisionWarning, gradcheck
 
 __all__ = ["gradcheck", "GradcheckError", "GradcheckPrecisionWarning", "TOLERANCES",
-           "CASES", "layer_case", "make_case", "place"]
+           "cases", "make_case", "place"]

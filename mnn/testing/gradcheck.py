@@ -59,7 +59,6 @@ import array_api_compat
 import numpy as np
 
 from mnn.backends import Placement, dtype_name
-from mnn.deprecation import warn_deprecated
 from mnn.errors import describe
 from mnn.initializers import host_generator
 
@@ -95,20 +94,16 @@ class _Variable:
 def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
               eps: float | None = None, atol: float | None = None, rtol: float | None = None,
               full_jacobian_max: int = 256, projections: int = 3,
-              rng: int | np.random.Generator = 0, seed: int | None = None) -> bool:
+              rng: int | np.random.Generator = 0) -> bool:
     """Check ``layer``'s backward pass against central finite differences.
 
     ``inputs`` is an array or a tuple of arrays (for layers such as
     ``MatrixProduct`` that take several); ``feedbacks`` the targets of a loss
     layer. ``rng`` (an int seed or a ``numpy.random.Generator``) draws the random
-    cotangent and projections; ``seed`` is its deprecated name. Returns True, or
+    cotangent and projections. Returns True, or
     raises ``GradcheckError`` naming the layer, the variable, the backend, device
     and dtype, the worst index, the analytic and numeric values and the tolerance.
     """
-    if seed is not None:
-        warn_deprecated("gradcheck(seed=...)", "gradcheck(rng=...)", since="0.1",
-                        removed_in="0.3")
-        rng = seed
     rng = host_generator(rng)
     several = isinstance(inputs, (tuple, list))
     inputs = list(inputs) if several else [inputs]

@@ -200,9 +200,9 @@ def test_a_failing_fsync_leaves_the_old_file(old_checkpoint, monkeypatch):
 
 
 class Unstorable(mnn.BaseLayer):
-    def __init__(self):
+    def __init__(self, values=frozenset({1, 2})):
         super().__init__()
-        self.args = {"values": {1, 2}}  # a set: not JSON
+        self.values = values  # a set: not JSON
 
 
 def test_unserialisable_metadata_leaves_the_old_file(old_checkpoint):
@@ -579,13 +579,12 @@ def test_a_layer_registered_through_an_entry_point_is_rebuilt(tmp_path, monkeypa
     np.testing.assert_array_equal(net.predict(np.ones((1, 2))), np.zeros((1, 2)))
 
 
-@mnn.register_layer
 class Scaled(mnn.BaseLayer):
     """``y = a x`` with a 0-d parameter ``a``: a shape of ``()`` round-trips too."""
 
     def __init__(self, a=2.0):
         super().__init__()
-        self.args = {"a": a}
+        self.a = a
         self.add_param("a", np.full((), a))
 
     def compute_forward(self, xp, inputs, feedbacks):

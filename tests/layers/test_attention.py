@@ -7,7 +7,7 @@ import pytest
 from helpers import assert_float32_matches_float64
 
 import mnn
-from mnn.layers.build import build
+from mnn.serialization import build, with_defaults
 from mnn.testing import gradcheck
 
 
@@ -81,10 +81,11 @@ def test_sublayers_parameters_and_config():
                                         "W_val.w", "W_val.b"]
     assert layer.W_qry.params["w"].shape == (12, 12)
     assert layer.config() == {"type": "MultiHeadAttention",
-                              "args": {"d": 4, "heads": 3, "bias": True}}
+                              "args": {"d": 4, "heads": 3, "bias": True,
+                                       "output_projection": False, "causal": False}}
     defaults = mnn.MultiHeadAttention(rng=0)
     assert (defaults.d, defaults.heads, defaults.W_key.bias) == (64, 12, False)
-    assert defaults.W_key.args["init"] == "glorot"
+    assert defaults.W_key.config()["args"]["init"] == "glorot"
 
 
 def test_same_seed_same_weights():
@@ -257,17 +258,19 @@ def test_a_key_padding_mask_from_another_library_is_a_clear_error(target, rng):
 
 
 def test_the_original_config_still_builds_the_original_layer(tmp_path):
-    """Checkpoints written before the output projection and the masks existed still load."""
+    """The original layer's config (no output projection, no masks) builds the original
+    layer, and a model built from it accepts it: left-out arguments are their defaults."""
     old = {"type": "MultiHeadAttention", "args": {"d": 2, "heads": 3, "bias": False}}
     layer = build(old)
-    assert layer.config() == old and layer.W_out is None and not layer.causal
+    assert layer.config() == with_defaults(old) and layer.W_out is None and not layer.causal
+    layer.load_weights(layer.state_dict(), old)
     assert list(layer.state_dict()) == ["W_qry.w", "W_key.w", "W_val.w"]
     new = mnn.MultiHeadAttention(2, 3, output_projection=True, causal=True, rng=0)
     assert new.config()["args"] == {"d": 2, "heads": 3, "bias": False,
                                     "output_projection": True, "causal": True}
     assert list(new.state_dict())[-1] == "W_out.w"
     mnn.save(layer, tmp_path / "old.safetensors")
-    assert mnn.load(tmp_path / "old.safetensors").config() == old
+    assert mnn.load(tmp_path / "old.safetensors").config() == with_defaults(old)
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])

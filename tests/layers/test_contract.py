@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import mnn
-from mnn.layers.build import build
-from mnn.testing import CASES, gradcheck, make_case, place
+from mnn.serialization import build
+from mnn.testing import cases, gradcheck, make_case, place
 
-NAMES = sorted(CASES)
+NAMES = sorted(cases())
 
 
 def placed_case(name, target):

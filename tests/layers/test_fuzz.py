@@ -1,6 +1,6 @@
 """Every layer, fed anything: an mnn error that says what is wrong, or the right answer.
 
-Hypothesis draws, for each layer in ``mnn.testing.CASES``, inputs of other shapes
+Hypothesis draws, for each layer in ``mnn.testing.cases()``, inputs of other shapes
 (0-size axes included), other dtypes (float16, float32, float64, integers, bool),
 values with NaN, infinities and 1e30, labels of any integer dtype and range, and
 gradients of any shape and dtype. Whatever it draws, a forward and backward must
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import mnn
 from mnn.backends import Placement
-from mnn.testing import CASES, make_case
+from mnn.testing import cases, make_case
 
 FLOAT_DTYPES = ["float16", "float32", "float64"]
 OTHER_DTYPES = ["int8", "uint8", "int64", "bool"]
@@ -136,7 +136,7 @@ def _matches(got, expected, tolerance: float) -> bool:
     return bool(np.all(np.abs(got[both] - expected[both]) <= tolerance * scale))
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(cases()))
 def test_any_input_gives_an_mnn_error_or_the_float64_answer(target, name):
     _, case_inputs, case_feedbacks = make_case(name)
     shapes = (tuple(x.shape for x in case_inputs) if isinstance(case_inputs, tuple)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mnn
-from mnn.layers.build import build
+from mnn.serialization import build
 from mnn.testing import gradcheck
 
 
@@ -303,12 +303,11 @@ def test_matches_torch_autograd(rng):
 
 def test_matches_torch_autograd_with_cross_entropy(rng):
     torch = pytest.importorskip("torch", reason="the torch.autograd comparison needs torch")
-    if not hasattr(mnn, "CrossEntropyLossLayer"):
-        pytest.skip("CrossEntropyLossLayer is not in mnn yet (another part of issue #2)")
     net = mnn.SequentialLayers([*mlp(), mnn.CrossEntropyLossLayer()])
     x, labels = rng.standard_normal((6, 4)), rng.integers(0, 3, size=6)
     loss = net(x, labels)
-    grad_in = net.backward()
+    every = net.backward(all_gradients=True)  # the data's gradient too, as tx.requires_grad
+    grad_in = every[0]
     model = _torch_mlp(torch, net)
     tx = torch.tensor(x, requires_grad=True)
     tloss = torch.nn.functional.cross_entropy(model(tx), torch.tensor(labels))
@@ -318,6 +317,32 @@ def test_matches_torch_autograd_with_cross_entropy(rng):
               for i in (0, 2) for k, name in (("w", "weight"), ("b", "bias"))]
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_network_ending_in_a_loss_skips_the_data_gradient_unless_asked(target, rng):
+    """As torch computes x.grad only for x.requires_grad: backward() returns None, the first
+    layer skips its input product, and the parameter gradients are the same either way."""
+    net = mnn.SequentialLayers([*mlp(), mnn.CrossEntropyLossLayer()])
+    x, labels = target.asarray(rng.standard_normal((6, 4))), target.asarray(rng.integers(0, 3, 6))
+    net(x, labels)
+    assert net.input_grad is False and net.backward() is None
+    skipped = {k: target.to_host(v).copy() for k, v in net.state_dict().items()}
+    grads = {k: target.to_host(net[0].grads[k]).copy() for k in ("w", "b")}
+    net.zero_grads()
+    net(x, labels)
+    every = net.backward(all_gradients=True)
+    assert [tuple(g.shape) for g in every] == [(6, 4), (6, 5), (6, 5), (6, 3)]
+    assert net[0].input_grad is True  # the chain's choice lasts one backward only
+    for k in ("w", "b"):
+        np.testing.assert_allclose(target.to_host(net[0].grads[k]), grads[k], rtol=1e-12)
+    net.input_grad = True
+    net.zero_grads()
+    net(x, labels)
+    np.testing.assert_allclose(target.to_host(net.backward()), target.to_host(every[0]),
+                               rtol=1e-12)
+    assert skipped.keys() == net.state_dict().keys()
+    hidden = mnn.SequentialLayers(mlp())  # no loss: a part of a larger network
+    assert hidden.input_grad is True
 
 
 def test_predict_runs_the_network_without_its_loss(target, rng):
