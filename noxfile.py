@@ -302,7 +302,7 @@ def _junit_counts(paths: list[Path], cell: Cell):
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: mnn against the NumPy floor, torch.nn + autograd and tinynn (docs/benchmarks.*).
+    """Benchmarks: mnn against the NumPy floor, torch.nn + autograd and tinynn (benchmarks/results).
 
     ``nox -s bench -- --quick`` for a smoke run. benchmarks/run.py unsets OPENBLAS_CORETYPE
     and OPENBLAS_L2_SIZE in its timing subprocesses only.

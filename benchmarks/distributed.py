@@ -8,7 +8,7 @@ runs the same contenders on the same model, weights and per-rank batch
   (its defaults: 25 MB buckets, all-reduce overlapped with the backward), ``torch.optim.SGD``;
 * ``mnn-torch``: ``mnn.SequentialLayers`` on torch tensors in
   ``mnn.distributed.DistributedDataParallel`` (the same bucket size, all-reduce after the
-  backward), ``BaseLayer.step``;
+  backward), ``BaseLayer.step``, on the plain path of ``benchmarks.mlp.Mnn``;
 * ``mnn-numpy``: the same on NumPy arrays, whose gradients reach gloo through DLPack.
 
 Each contender also runs inside its ``no_sync()`` (no gradient exchange), so its
@@ -20,7 +20,9 @@ and 2-process jobs run one after the other.
 
     python -m benchmarks.distributed --batch 64 --json out.json
 
-``benchmarks/run.py`` runs it for the docs (``nox -s bench``).
+``benchmarks/run.py`` runs it with the other comparisons (``nox -s bench``). The runs that
+docs/distributed.md shows are ``benchmarks/results/distributed-batch*.json`` and the
+data-parallel comparisons of ``benchmarks/results/benchmarks.json``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class MnnDataParallel(Mnn):
         self.no_sync = self.ddp.no_sync
 
     def __call__(self):
-        self.net.zero_grads(set_to_none=True)
+        self.net.zero_grads()
         loss = self.ddp(self.x, self.labels)
         self.ddp.backward()  # the model's backward, then the bucketed average
         self.net.step(LR)

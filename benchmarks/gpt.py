@@ -209,7 +209,7 @@ class Mnn:
         self.ids, self.labels = where.from_host(problem.ids), where.from_host(problem.labels)
 
     def __call__(self):
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss = self.model(self.ids, self.labels)
         self.model.backward()
         self.optimizer.step()

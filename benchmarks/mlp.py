@@ -1,4 +1,4 @@
-"""One SGD step of the MNIST MLP 784-256-10, six ways, from the same weights and data.
+"""One SGD step of the MNIST MLP 784-256-10, seven ways, from the same weights and data.
 
 The network: ``x -> Linear(784, 256) -> ReLU -> Linear(256, 10) -> softmax
 cross-entropy`` (mean over the batch), then ``W <- W - lr * dL/dW`` with lr = 0.01.
@@ -6,15 +6,18 @@ cross-entropy`` (mean over the batch), then ``W <- W - lr * dL/dW`` with lr = 0.
 The contenders:
 
 * ``floor``: hand-written NumPy doing the least work: ``x @ W.T + b``, ReLU, the
-  fused softmax-cross-entropy gradient ``(softmax - onehot) / B``, no gradient
-  for the input ``x`` (no one needs it), ``lr`` folded into that gradient so the
-  updates are plain in-place subtractions, every buffer allocated once. It is the
+  softmax-cross-entropy gradient in one expression, ``(softmax - onehot) / B``, no
+  gradient for the input ``x`` (no one needs it), ``lr`` folded into that gradient so
+  the updates are plain in-place subtractions, every buffer allocated once. It is the
   reference: everything else is reported as a ratio to it.
 * ``gemms``: the five matrix products of the floor alone: the part no library can skip.
 * ``torch.nn``: ``torch.nn.Sequential`` + ``CrossEntropyLoss`` + autograd + ``torch.optim.SGD``.
-* ``mnn-numpy`` / ``mnn-torch``: ``mnn.SequentialLayers`` on NumPy / PyTorch arrays.
-* ``mnn-numpy-fused`` / ``mnn-torch-fused``: the same with ``SGD(net, lr, fused=True)``,
-  which steps during backward (see ``mnn.optim.SGD``).
+* ``mnn-numpy`` / ``mnn-torch``: ``mnn.SequentialLayers`` on NumPy / PyTorch arrays, on
+  the path the README teaches, with nothing opted in:
+  ``net.zero_grads(); loss = net(x, y); net.backward(); net.step(lr)``.
+* ``mnn-numpy-optim`` / ``mnn-torch-optim``: the same network stepped by an optimizer,
+  ``opt = mnn.optim.SGD(net, lr)``, then
+  ``opt.zero_grad(); loss = net(x, y); net.backward(); opt.step()``.
 * ``tinynn``: tinynn 0.1.1's ``Model(Net([Dense, ReLU, Dense]), SoftmaxCrossEntropy, SGD)``.
 
 Every trainer is callable (one step, returning the loss) and has ``weights()``:
@@ -163,7 +166,8 @@ class TorchNN:
 
 
 class Mnn:
-    """``mnn.SequentialLayers``: zero the gradients, forward, backward, step."""
+    """``mnn.SequentialLayers`` on the README's plain path: ``net.zero_grads()``, forward,
+    ``net.backward()``, ``net.step(lr)``, with every setting at its default."""
 
     def __init__(self, problem: Problem, dtype: str, backend: str = "numpy", device: str = "cpu"):
         import mnn
@@ -174,12 +178,11 @@ class Mnn:
             mnn.LinearLayer(SIZES[0], SIZES[1]), mnn.ReluLayer(),
             mnn.LinearLayer(SIZES[1], SIZES[2]), mnn.CrossEntropyLossLayer()])
         self.net.load_weights(problem.weights)
-        self.net.input_grad = False  # the data needs no gradient (torch: no requires_grad)
         self.x = self.backend.from_host(problem.x, where, self.backend.dtype(dtype))
         self.labels = self.backend.from_host(problem.labels, where, self.backend.dtype("int64"))
 
     def __call__(self):
-        self.net.zero_grads(set_to_none=True)  # as torch.nn's optimizer.zero_grad() does
+        self.net.zero_grads()
         loss = self.net(self.x, self.labels)
         self.net.backward()
         self.net.step(LR)
@@ -190,19 +193,21 @@ class Mnn:
                 for k, v in self.net.state_dict().items()}
 
 
-class MnnFused(Mnn):
-    """``mnn.optim.SGD(net, lr, fused=True)``: the step is taken during backward, and the
-    weight gradients (outer products at batch 1) are never formed: forward, backward."""
+class MnnOptim(Mnn):
+    """The same network stepped by ``mnn.optim.SGD(net, lr)``: ``opt.zero_grad()``, forward,
+    ``net.backward()``, ``opt.step()``, with every setting at its default."""
 
     def __init__(self, problem: Problem, dtype: str, backend: str = "numpy", device: str = "cpu"):
         import mnn
 
         super().__init__(problem, dtype, backend, device)
-        self.optimizer = mnn.optim.SGD(self.net, lr=LR, fused=True)
+        self.optimizer = mnn.optim.SGD(self.net, LR)
 
     def __call__(self):
+        self.optimizer.zero_grad()
         loss = self.net(self.x, self.labels)
         self.net.backward()
+        self.optimizer.step()
         return loss
 
 
@@ -254,9 +259,9 @@ TRAINERS = {
     "gemms": (Gemms, {}, "numpy", False),
     "torch.nn": (TorchNN, {}, "torch", True),
     "mnn-numpy": (Mnn, {"backend": "numpy"}, "mnn", True),
-    "mnn-numpy-fused": (MnnFused, {"backend": "numpy"}, "mnn", True),
+    "mnn-numpy-optim": (MnnOptim, {"backend": "numpy"}, "mnn", True),
     "mnn-torch": (Mnn, {"backend": "torch"}, "torch", True),
-    "mnn-torch-fused": (MnnFused, {"backend": "torch"}, "torch", True),
+    "mnn-torch-optim": (MnnOptim, {"backend": "torch"}, "torch", True),
     "tinynn": (Tinynn, {}, "tinynn", True),
 }
 GPU_TRAINERS = {
@@ -268,14 +273,9 @@ GPU_TRAINERS = {
 
 def missing(name: str, table: dict = TRAINERS) -> str | None:
     """Why trainer ``name`` cannot run here, or None."""
-    cls, kwargs, module, _ = table[name]
+    _, kwargs, module, _ = table[name]
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed"
-    if issubclass(cls, Mnn):
-        import mnn
-
-        if not hasattr(mnn, "CrossEntropyLossLayer"):
-            return "mnn.CrossEntropyLossLayer does not exist yet"
     if kwargs.get("device", "cpu") != "cpu":
         import mnn
 
@@ -306,8 +306,8 @@ def synchronizer(name: str, table: dict = TRAINERS):
 #: Contenders that share a process with no other library's threads. torch's OpenMP
 #: workers keep spinning after each torch call and take the second core from OpenBLAS,
 #: so NumPy contenders timed next to torch ones look slower than they are.
-LIBRARIES = {"numpy": ("floor", "gemms", "mnn-numpy", "mnn-numpy-fused", "tinynn"),
-             "torch": ("torch.nn", "mnn-torch", "mnn-torch-fused")}
+LIBRARIES = {"numpy": ("floor", "gemms", "mnn-numpy", "mnn-numpy-optim", "tinynn"),
+             "torch": ("torch.nn", "mnn-torch", "mnn-torch-optim")}
 
 
 def contenders(batch: int, dtype: str, gpu: bool = False,

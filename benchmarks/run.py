@@ -1,7 +1,11 @@
-"""Run every benchmark, one subprocess per comparison; write docs/benchmarks.{json,md,png}.
+"""Run every benchmark, one subprocess per comparison; write benchmarks/results/benchmarks.*.
 
     python benchmarks/run.py            # the full run (a few minutes)
     python benchmarks/run.py --quick    # a smoke run: one MLP, one softmax, one GPT comparison
+
+It writes ``benchmarks.json`` (every sample), ``benchmarks.md`` (the tables, and first
+the table that README.md shows) and ``benchmarks.png`` (the ratios, drawn) into
+``benchmarks/results/``, or into ``--out``.
 
 Why one process per comparison: each starts from a clean heap and clean caches,
 and nothing one contender's library set up (threads, allocator state) leaks into
@@ -39,10 +43,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-#: The ratios the issues ask about: (numerator, denominator) contenders.
-PAIRS = [("mnn-numpy", "floor"), ("mnn-numpy-fused", "floor"), ("mnn-torch", "torch.nn"),
-         ("mnn-torch-fused", "torch.nn"), ("mnn-numpy", "tinynn"), ("torch.nn", "floor"),
-         ("gemms", "floor"), ("mnn-numpy", "torch.nn")]
+RESULTS = ROOT / "benchmarks" / "results"
+#: The ratios the README reports, (numerator, denominator) contenders: mnn on its plain
+#: path and through ``mnn.optim.SGD``, each beside the reference of its own library.
+PAIRS = [("mnn-numpy", "floor"), ("mnn-numpy-optim", "floor"), ("mnn-torch", "torch.nn"),
+         ("mnn-torch-optim", "torch.nn"), ("mnn-numpy", "tinynn")]
 
 
 def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
@@ -127,6 +132,9 @@ def write_markdown(report: dict, path: Path) -> None:
     lines += [f"- benchmark environment: {changed}",
               "- times are per step (MLP) or per backward call (softmax); the ratio is the "
               "contender's median over the reference's median; contenders ran round-robin.", ""]
+    summary = mlp_summary(report)
+    if summary:
+        lines += ["## MLP step, float32, CPU: the table of README.md", "", summary, ""]
     for comparison in report["comparisons"]:
         lines += [f"## {comparison['title']}", ""]
         if "error" in comparison:
@@ -158,6 +166,24 @@ def write_markdown(report: dict, path: Path) -> None:
         lines += ["", f"BLAS in this process: {blas_line(comparison['machine'])}; load average "
                   f"at the end: {', '.join(f'{x:.2f}' for x in load) if load else 'unknown'}", ""]
     path.write_text("\n".join(lines))
+
+
+def mlp_summary(report: dict) -> str:
+    """README.md's table: the ratios of ``PAIRS`` for every MLP batch in float32 on the CPU,
+    the largest batch first; a ratio whose contenders did not both run reads "not run"."""
+    pairs: dict[int, dict] = {}
+    for comparison in report["comparisons"]:
+        params = comparison.get("params", {})
+        if comparison.get("kind") == "mlp" and params["dtype"] == "float32" and not params["gpu"]:
+            pairs.setdefault(params["batch"], {}).update(comparison["pairs"])
+    if not pairs:
+        return ""
+    names = [f"{a} / {b}" for a, b in PAIRS]
+    lines = ["| workload | " + " | ".join(names) + " |", "| --- " * (1 + len(names)) + "|"]
+    for batch in sorted(pairs, reverse=True):
+        cells = [f"{pairs[batch][n]:.2f}x" if n in pairs[batch] else "not run" for n in names]
+        lines.append(f"| MLP batch {batch}, float32 | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def blas_line(machine: dict) -> str:
@@ -211,7 +237,7 @@ def write_chart(report: dict, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: seconds, not minutes")
-    parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.*")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for benchmarks.*")
     parser.add_argument("--malloc-tuning", action=argparse.BooleanOptionalAction, default=True,
                         help="raise glibc's mmap and trim thresholds in the subprocesses")
     parser.add_argument("--repeats", type=int, default=None)

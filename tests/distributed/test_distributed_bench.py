@@ -1,4 +1,4 @@
-"""benchmarks/distributed.py: a smoke run with two real ranks, and the docs' table is its run."""
+"""benchmarks/distributed.py: a smoke run with two real ranks, and the docs' tables are its runs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT, import_benchmark
 
 distributed, run = import_benchmark("distributed"), import_benchmark("run")
-DOCS_RUNS = list((ROOT / "docs").glob("distributed-batch*.json"))
+DOCS_RUNS = list(run.RESULTS.glob("distributed-batch*.json"))
 
 
 @pytest.mark.distributed
@@ -43,17 +43,21 @@ def by_batch(runs):
 
 
 def test_the_docs_and_readme_show_the_runs_in_docs():
-    """docs/distributed.md holds the tables of docs/distributed-batch*.json (its first run)
-    and of the full bench run in docs/benchmarks.json; the README that of the bench run."""
-    assert DOCS_RUNS, "docs/distributed-batch*.json is missing (python -m benchmarks.distributed)"
+    """docs/distributed.md holds the tables of benchmarks/results/distributed-batch*.json (its
+    first run) and of the full bench run in benchmarks/results/benchmarks.json; the README
+    that of the bench run."""
+    assert DOCS_RUNS, ("benchmarks/results/distributed-batch*.json is missing "
+                       "(python -m benchmarks.distributed)")
     first = distributed.table(by_batch(json.loads(path.read_text()) for path in DOCS_RUNS))
-    report = json.loads((ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8"))
+    report = json.loads((run.RESULTS / "benchmarks.json").read_text(encoding="utf-8"))
     bench = by_batch(c for c in report["comparisons"] if c.get("kind") == "distributed")
-    assert bench, "docs/benchmarks.json has no data-parallel comparison (python benchmarks/run.py)"
+    assert bench, ("benchmarks/results/benchmarks.json has no data-parallel comparison "
+                   "(python benchmarks/run.py)")
     latest = distributed.table(bench)
-    for page, tables in (("docs/distributed.md", {"docs/distributed-batch*.json": first,
-                                                  "docs/benchmarks.json": latest}),
-                         ("README.md", {"docs/benchmarks.json": latest})):
+    for page, tables in (("docs/distributed.md",
+                          {"benchmarks/results/distributed-batch*.json": first,
+                           "benchmarks/results/benchmarks.json": latest}),
+                         ("README.md", {"benchmarks/results/benchmarks.json": latest})):
         text = (ROOT / page).read_text(encoding="utf-8")
         for source, table in tables.items():
             assert table in text, (f"{page} lacks the data-parallel table of {source}, as "

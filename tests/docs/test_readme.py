@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import import_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,22 +34,19 @@ def test_readme_example_runs_and_trains_the_same_on_both_backends(tmp_path):
     assert loss_numpy < 0.25, f"the network did not learn: final loss {loss_numpy} (chance: 0.69)"
 
 
-def test_readme_benchmark_table_is_the_run_in_docs():
-    """The README's ratios are those of docs/benchmarks.json (rerun the bench, then copy)."""
-    report = json.loads((ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8"))
-    pairs = {}
-    for comparison in report["comparisons"]:
-        params = comparison["params"]
-        if comparison["kind"] == "mlp" and params["dtype"] == "float32" and not params["gpu"]:
-            pairs.setdefault(params["batch"], {}).update(comparison["pairs"])
+def test_readme_benchmark_tables_are_the_run_in_benchmarks_results():
+    """The README's tables are those of benchmarks/results/benchmarks.json, as
+    benchmarks/run.py writes them (rerun the bench, then copy them from benchmarks.md)."""
+    run = import_benchmark("run")
+    report = json.loads((run.RESULTS / "benchmarks.json").read_text(encoding="utf-8"))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for batch, ratios in pairs.items():
-        row = (f"| MLP batch {batch}, float32 | {ratios['mnn-numpy / floor']:.2f}x "
-               f"| {ratios['mnn-numpy-fused / floor']:.2f}x | {ratios['mnn-numpy / tinynn']:.2f}x "
-               f"| {ratios['mnn-torch / torch.nn']:.2f}x |")
-        assert row in readme, f"README.md lacks the row {row!r} of docs/benchmarks.json"
+    table = run.mlp_summary(report)
+    assert table, "benchmarks/results/benchmarks.json has no float32 CPU MLP comparison"
+    assert table in readme, ("README.md lacks the MLP table of benchmarks/results/benchmarks.json:"
+                             f"\n{table}")
     for comparison in report["comparisons"]:
         if comparison["kind"] == "softmax" and comparison["params"]["n"] == 32768:
             mnn = next(r for r in comparison["results"] if r["name"] == "mnn-numpy")
             row = f"| {comparison['params']['op']} | {mnn['peak_over_input']:.2f} |"
-            assert row in readme, f"README.md lacks the row {row!r} of docs/benchmarks.json"
+            assert row in readme, (f"README.md lacks the row {row!r} of "
+                                   "benchmarks/results/benchmarks.json")

@@ -53,7 +53,13 @@ def test_quick_run_writes_every_contender(tmp_path):
         else:
             assert result["median_ms"] > 0 and result["ratio"] > 0
         assert result["name"] in markdown
+    ran = {r["name"] for r in mlp_run["results"] if "median_ms" in r}
+    for a, b in run.PAIRS:  # every ratio of README.md's table whose two contenders ran
+        assert (f"{a} / {b}" in mlp_run["pairs"]) == ({a, b} <= ran), (a, b, mlp_run["pairs"])
     assert mlp_run["pairs"]["mnn-numpy / floor"] > 0
+    assert mlp_run["pairs"]["mnn-numpy-optim / floor"] > 0
+    assert run.mlp_summary(report) in markdown
+    assert "| MLP batch 64, float32 |" in run.mlp_summary(report)
     assert "blas" in json.dumps(mlp_run["machine"]["threadpools"]) or \
         mlp_run["machine"]["threadpools"] == "threadpoolctl is not installed"
     numpy_cases = [r for r in softmax_run["results"] if r["name"] in ("floor (NumPy)", "mnn-numpy")]
