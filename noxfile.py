@@ -31,7 +31,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["tests", "downstream", "typecheck", "lint", "docs-check", "docs"]
+nox.options.sessions = ["tests", "downstream", "typecheck", "lint", "docs"]
 
 # The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
@@ -205,24 +205,12 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".", *session.posargs)
 
 
-@nox.session(name="docs-layers")
-def docs_layers(session: nox.Session) -> None:
-    """Regenerate docs/layers/ (GitHub pages of the layers) from the layers' docstrings."""
-    session.install(".")
-    session.run("python", "docs/generate.py")
-
-
-@nox.session(name="docs-check")
-def docs_check(session: nox.Session) -> None:
-    """Fail if docs/layers/ differs from what the docstrings generate (fix: nox -s docs-layers)."""
-    session.install(".")
-    session.run("python", "docs/generate.py", "--check")
-
-
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site into build/site, warnings as errors, then read it in Chromium.
 
+    The build writes the pages of the guides and of the layers from docs/*.md and the
+    docstrings (docs/site/mnn_pages.py); none is committed, so none can go stale.
     tests/docs/test_docs_site.py opens every page in headless Chromium (Debian's chromium and
     chromium-driver, which .ci/run installs); without them its browser tests skip, saying so.
     """

@@ -3,7 +3,7 @@
 MathJax 3 comes from the PyPI package ``sphinx-mathjax-offline``: its extension points
 ``mathjax_path`` at ``_static/mathjax/tex-chtml.js`` (even over a ``mathjax_path`` in
 conf.py) and copies MathJax, fonts included, into the built site. Nothing is fetched from
-a CDN, neither by the build nor by the reader's browser (``tests/test_docs_site.py``
+a CDN, neither by the build nor by the reader's browser (``tests/docs/test_docs_site.py``
 checks what the pages reference and what Chromium loads).
 
 By default MathJax draws an unknown macro such as ``\\fracc`` in red and carries on

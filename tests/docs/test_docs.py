@@ -1,92 +1,160 @@
-"""docs/layers/ is generated from the docstrings: it must be up to date and keep the math intact."""
+"""The pages that docs/site/mnn_pages.py generates when the site is built, and its docstring
+converter. Nothing here needs Sphinx: the site itself is built by tests/docs/test_docs_site.py
+and ``nox -s docs``."""
 
+import ast
+import importlib
+import inspect
+import re
 from pathlib import Path
 
 import pytest
 from helpers import load_file
 
 import mnn
+import mnn.registry
+from mnn.registry import LAYERS, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
-generate = load_file("docs_generate", ROOT / "docs" / "generate.py")
+mnn_pages = load_file("docs_site_mnn_pages", ROOT / "docs" / "site" / "mnn_pages.py")
 
 
-def test_docs_are_up_to_date(tmp_path):
-    generate.write(tmp_path)
-    fresh = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.md")}
-    committed = {p.name: p.read_text(encoding="utf-8") for p in generate.OUT.glob("*.md")}
-    stale = sorted(name for name in fresh if committed.get(name) != fresh[name])
-    stale += sorted(f"{name} (no such layer)" for name in committed if name not in fresh)
-    assert not stale, (f"docs/layers/ is out of date: {', '.join(stale)}. "
-                       f"Regenerate it with: {generate.FIX}")
+def test_every_layer_in_the_registry_gets_a_page(tmp_path):
+    mnn_pages.sync(tmp_path, mnn_pages.layer_pages())
+    ours = {name for name in LAYERS.known() if LAYERS.get(name).__module__.startswith("mnn.")}
+    written = {path.stem for path in tmp_path.glob("*.rst")}
+    assert written == ours
+    assert set(mnn.layers.__all__) <= written, "a layer that mnn exports has no page"
+    for name in ours:
+        cls = LAYERS.get(name)
+        page = (tmp_path / f"{name}.rst").read_text(encoding="utf-8")
+        assert f"{name}\n{'=' * len(name)}\n" in page
+        # The class is the one object on the page: no automodule, no module function.
+        assert re.findall(r"^\.\. auto\w+:: (\S+)", page, re.M) == [
+            f"{cls.__module__}.{cls.__qualname__}"]
 
 
-def test_every_layer_has_a_page_and_the_index_links_it():
-    pages = generate.pages()
-    for name in mnn.layers.__all__:
-        assert f"{name}.md" in pages
-        assert f"[`{name}`]({name}.md)" in pages["README.md"]
-        assert f"# {name}\n" in pages[f"{name}.md"]
+def test_a_layer_of_another_package_gets_no_page(monkeypatch):
+    class Foreign:
+        """A layer of some other package, registered in the same registry."""
+
+    Foreign.__module__ = "mnn_extras.layers"  # starts with "mnn", yet is not mnn's
+    registry = Registry("layer", "mnn.layers")
+    registry.register(mnn.LinearLayer)
+    registry.register(Foreign)
+    monkeypatch.setattr(mnn.registry, "LAYERS", registry)
+    assert mnn_pages.layers() == {"LinearLayer": mnn.LinearLayer}
 
 
-def test_no_rest_markup_survives():
-    for name, text in generate.pages().items():
-        for rest in (":math:`", ".. math::", "``"):
-            outside_fences = "\n".join(text.split("```")[::2])
-            assert rest not in outside_fences, f"{name} still contains {rest!r}"
-
-
-def test_math_blocks_and_roles_become_github_math():
-    doc = r"""Summary :math:`y = W_{kj}\, x` here.
-
-    Forward
-    -------
-    .. math::
-        y = \{ a \}  \qquad (1)
-
-        z = 2
-
-    Text ``code`` and :math:`a
-    + b` wrapped.
-    """
-    text = generate.markdown(doc)
-    assert "Summary $`y = W_{kj}\\, x`$ here." in text  # the backslash survives
-    assert "## Forward" in text and "-------" not in text
-    assert "```math\ny = \\{ a \\}  \\qquad (1)\n```" in text
-    assert "```math\nz = 2\n```" in text  # a blank line separates two equations
-    assert "Text `code` and $`a + b`$ wrapped." in text
-
-
-def test_a_stale_page_is_named_with_the_fix(tmp_path):
-    generate.write(tmp_path)
-    page = tmp_path / "ReluLayer.md"
-    page.write_text(page.read_text(encoding="utf-8").replace("max", "min"), encoding="utf-8")
-    (tmp_path / "GoneLayer.md").write_text("old\n", encoding="utf-8")
-    (tmp_path / "LinearLayer.md").unlink()
-    found = "\n".join(generate.problems(tmp_path))
-    assert "ReluLayer.md is stale" in found
-    assert "GoneLayer.md belongs to no layer" in found
-    assert "LinearLayer.md is missing" in found
-    assert generate.main(["--check", "--out", str(tmp_path)]) == 1
+def test_a_page_goes_when_its_layer_goes_and_an_unchanged_page_is_not_rewritten(tmp_path):
+    mnn_pages.sync(tmp_path, {"Gone.rst": "old\n", "Kept.rst": "same\n"})
+    kept = tmp_path / "Kept.rst"
+    before = kept.stat().st_mtime_ns
+    mnn_pages.sync(tmp_path, {"Kept.rst": "same\n"})
+    assert [path.name for path in tmp_path.iterdir()] == ["Kept.rst"]
+    assert kept.stat().st_mtime_ns == before  # Sphinx rereads only what changed
 
 
 def test_a_layer_without_docstring_is_an_error():
-    class Undocumented(mnn.BaseLayer):
+    class Undocumented:
         pass
 
-    Undocumented.__doc__ = None
-    with pytest.raises(ValueError, match="mnn.Undocumented has no docstring"):
-        generate.layer_page("Undocumented", Undocumented)
+    Undocumented.__module__ = "mnn.layers.undocumented"
+    with pytest.raises(ValueError, match=r"mnn\.layers\.undocumented\..*Undocumented has no "
+                                         r"docstring"):
+        mnn_pages.layer_page("Undocumented", Undocumented)
 
 
-def test_lists_stay_lists_and_wrapped_lines_stay_joined():
-    text = generate.markdown("Title line.\n\n* one\n  more\n* two :math:`a\n  - b`\n\nx = y\n- z\n")
-    assert "* one more\n* two $`a - b`$\n" in text
-    assert "x = y - z" in text
+def _functions_in_file(module: str) -> list[str]:
+    """The public functions defined at the top of ``module``'s file, read from its source."""
+    tree = ast.parse(inspect.getsource(importlib.import_module(module)))
+    return [node.name for node in tree.body
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
 
 
-def test_a_literal_block_after_double_colon():
-    """reST ``text::`` renders as ``text:`` followed by the indented block, as code."""
-    doc = "Train it::\n\n    loss = model(x, y)\n    model.backward()\n\nThen sample."
-    assert generate.markdown(doc) == ("Train it:\n\n```text\nloss = model(x, y)\nmodel.backward()"
-                                      "\n```\n\nThen sample.\n")
+def test_the_layer_files_list_each_file_with_the_functions_it_defines():
+    text = mnn_pages.layer_pages()["files.inc"]
+    layers = mnn_pages.layers()
+    modules = {cls.__module__ for cls in layers.values()}
+    assert re.findall(r"^\.\. automodule:: (\S+)$", text, re.M) == sorted(modules)
+    for module in modules:
+        functions = _functions_in_file(module)
+        assert mnn_pages.module_functions(module) == functions  # not what the file imports
+        if functions:
+            assert f".. automodule:: {module}\n   :members: {', '.join(functions)}\n" in text
+    for name in layers:
+        assert f":doc:`../layers/{name}`" in text
+
+
+def test_every_guide_gets_a_page_that_includes_it(tmp_path):
+    pages = mnn_pages.guide_pages(tmp_path)
+    assert set(pages) == {path.name for path in (ROOT / "docs").glob("*.md")}
+    for name, text in pages.items():
+        included = re.search(r"```\{include\} (\S+)", text).group(1)
+        assert (tmp_path / "guides" / included).resolve() == (ROOT / "docs" / name).resolve()
+
+
+# --- the docstring converter ------------------------------------------------------------------
+
+NUMBERED = r"""Summary :math:`y = W x` here.
+
+Forward
+-------
+.. math::
+    y_k = \sum_j W_{kj}\, x_j + b_k  \qquad (1)
+
+Jacobian
+--------
+.. math::
+    \frac{\partial y_k}{\partial x_j} = W_{kj}  \qquad (2)
+
+    \frac{\partial y_k}{\partial b_m} = \delta_{km}  \qquad (3)
+
+    Notes
+    ~~~~~
+    A title keeps its indent, and needs an underline at least as long as itself:
+
+    Not a title
+    ---
+"""
+
+
+def test_section_titles_become_rubrics_and_numbered_equations_stay_as_written():
+    converted = mnn_pages.rubrics(NUMBERED.splitlines())
+    assert converted == [
+        "Summary :math:`y = W x` here.",
+        "",
+        ".. rubric:: Forward",
+        "",
+        ".. math::",
+        r"    y_k = \sum_j W_{kj}\, x_j + b_k  \qquad (1)",
+        "",
+        ".. rubric:: Jacobian",
+        "",
+        ".. math::",
+        r"    \frac{\partial y_k}{\partial x_j} = W_{kj}  \qquad (2)",
+        "",
+        r"    \frac{\partial y_k}{\partial b_m} = \delta_{km}  \qquad (3)",
+        "",
+        "    .. rubric:: Notes",
+        "",
+        "    A title keeps its indent, and needs an underline at least as long as itself:",
+        "",
+        "    Not a title",
+        "    ---",
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(mnn_pages.layers()))
+def test_a_layers_docstring_keeps_its_math_and_loses_only_its_title_underlines(name):
+    """The equations (n) that the code's ``# Eq. (n)`` comments point at reach the site."""
+    lines = inspect.cleandoc(LAYERS.get(name).__doc__).splitlines()
+    converted = mnn_pages.rubrics(lines)
+    assert len(converted) == len(lines)
+    titles = [line.removeprefix(".. rubric:: ") for line in converted if ".. rubric::" in line]
+    assert titles, f"{name}'s docstring has no section titles (Forward, Jacobian, ...)"
+    kept = [line for line in converted if ".. rubric::" not in line and line]
+    assert kept == [line for line in lines if line and line not in titles
+                    and not mnn_pages._UNDERLINE.match(line)]
+    numbers = [int(n) for n in re.findall(r"\\qquad \((\d+)\)", "\n".join(converted))]
+    assert numbers == sorted(numbers), f"{name}: equations out of order: {numbers}"

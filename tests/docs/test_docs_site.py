@@ -31,6 +31,7 @@ SITE_SOURCES = ROOT / "docs" / "site"
 
 formulas = load_file("docs_site_formulas", SITE_SOURCES / "formulas.py")
 sitecheck = load_file("docs_site_sitecheck", SITE_SOURCES / "sitecheck.py")
+mnn_pages = load_file("docs_site_mnn_pages", SITE_SOURCES / "mnn_pages.py")
 
 
 def _sphinx_missing() -> str | None:
@@ -171,6 +172,31 @@ def test_mathjax_ships_with_the_site(site):
     page = (site / "layers" / "LinearLayer.html").read_text(encoding="utf-8")
     assert 'src="../_static/mathjax/tex-chtml.js"' in page
     assert (site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+
+
+def test_each_layer_page_shows_its_class_and_the_class_alone(site):
+    """The class first, then its own methods; no module function, no helper of the file."""
+    for name, cls in mnn_pages.layers().items():
+        page = (site / "layers" / f"{name}.html").read_text(encoding="utf-8")
+        objects = re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', page)
+        qualified = f"{cls.__module__}.{cls.__qualname__}"
+        assert objects[0] == qualified, f"layers/{name}.html opens with {objects[0]}"
+        strangers = [o for o in objects[1:] if not o.startswith(f"{qualified}.")]
+        assert not strangers, f"layers/{name}.html shows more than {name}: {strangers}"
+
+
+def test_the_index_has_install_quickstart_and_one_level_of_layers(site):
+    page = (site / "index.html").read_text(encoding="utf-8")
+    assert 'id="install"' in page and 'id="quickstart"' in page
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))  # the code without its highlighting
+    quickstart = (ROOT / "examples" / "quickstart.py").read_text(encoding="utf-8")
+    missing = [line for line in quickstart.splitlines() if line.strip() not in text]
+    assert not missing, f"the index lacks these lines of examples/quickstart.py: {missing}"
+    menus = re.findall(r'caption-text">Layers</span></p>\s*<ul>(.*?)</ul>', page, re.S)
+    assert menus, "no menu captioned Layers"
+    for menu in menus:  # the sidebar and the page's own toctree
+        titles = re.findall(r'<a class="reference internal" href="([^"]+)">([^<]+)</a>', menu)
+        assert titles == [(f"layers/{name}.html", name) for name in sorted(mnn_pages.layers())]
 
 
 def _inventory(site: Path) -> set[str]:
