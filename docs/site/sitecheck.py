@@ -1,8 +1,6 @@
 """Open every page of the built site in headless Chromium and report what a reader would meet.
 
-    python docs/site/sitecheck.py build/site            # check every page; exit 1 on a problem
-    python docs/site/sitecheck.py build/site --screenshot docs/site-LinearLayer.png \\
-        --page layers/LinearLayer.html                    # the picture of one page
+    python docs/site/sitecheck.py build/site    # check every page; exit 1 on a problem
 
 The site is served by a real HTTP server on 127.0.0.1, which logs every file asked of
 it; Debian's ``chromium`` loads each page, driven by ``selenium`` through Debian's
@@ -146,7 +144,7 @@ def serve(folder: Path) -> Iterator[tuple[str, list[tuple[str, int]]]]:
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1280, height: int = 1000):
+def chromium():
     """Headless Chromium with a fresh profile, driven by selenium through chromedriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -154,7 +152,7 @@ def chromium(width: int = 1280, height: int = 1000):
     profile = tempfile.mkdtemp(prefix="mnn-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]:
+    for flag in [*FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1000"]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -239,28 +237,13 @@ def _well_formed(link: str) -> bool:
     return parts.scheme in ("http", "https", "mailto") and bool(parts.netloc or parts.path)
 
 
-def screenshot(folder: Path, page: str, png: Path, width: int = 1100, height: int = 1500) -> Page:
-    """Save a picture of ``page`` once MathJax has typeset it; return what the page showed."""
-    with serve(Path(folder)) as (base, _), chromium(width, height) as driver:
-        seen = visit(driver, base, page)
-        driver.save_screenshot(str(png))
-    return seen
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("site", type=Path, help="the built site (e.g. build/site)")
-    parser.add_argument("--screenshot", type=Path, help="write a PNG of --page instead")
-    parser.add_argument("--page", default="layers/LinearLayer.html")
     args = parser.parse_args(argv)
     if why := chromium_missing():
         print(f"cannot run Chromium: {why}", file=sys.stderr)
         return 2
-    if args.screenshot:
-        seen = screenshot(args.site, args.page, args.screenshot)
-        print(f"{args.screenshot}: {args.page}, {seen.formulas} formulas, "
-              f"{len(seen.errors)} math errors")
-        return 1 if seen.errors or seen.unrendered else 0
     report = check(args.site)
     print(f"{len(report.pages)} pages, {report.formulas} formulas, "
           f"{len(report.external)} external links (not fetched), {len(report.problems)} problems")

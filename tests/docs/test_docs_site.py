@@ -286,6 +286,25 @@ def small_site(tmp_path: Path, page: str, conf: str = "") -> subprocess.Complete
     return build(source, tmp_path / "out", "-q")
 
 
+def test_the_build_does_not_print_mysts_configuration(tmp_path):
+    """myst-parser logs its whole MdParserConfig at every build; conf.py's setup drops it."""
+    if why := _sphinx_missing():
+        pytest.skip(why)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "index.md").write_text("# Page\n\nText.\n", encoding="utf-8")
+    (source / "conf.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(SITE_SOURCES)!r})\n"
+        "from conf import myst_enable_extensions, setup\n"
+        "extensions = ['myst_parser']\n", encoding="utf-8")
+    built = build(source, tmp_path / "out")  # not quiet: Sphinx's info lines show
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output
+    assert "build succeeded" in output
+    assert "MdParserConfig" not in output, output
+
+
 def test_a_mathjax_path_in_conf_cannot_bring_the_cdn_back(tmp_path):
     if why := _sphinx_missing():
         pytest.skip(why)
