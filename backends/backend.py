@@ -7,7 +7,9 @@ lives here, as methods an adapter overrides where its library differs:
   (checkpoints, finite differences, initial parameters);
 * ``devices``: which devices are present (an allocation works, an import is not enough);
 * ``synchronize``: wait for queued work, so that timings mean something;
-* ``random_normal``, ``random_uniform``: seeded random numbers made on the device;
+* ``random_normal``, ``random_uniform``: seeded random numbers, drawn on the device
+  where the adapter gives the library's own generator (``generator``, ``draw_normal``,
+  ``draw_uniform``);
 * ``erf``: the error function (exact GELU), where the library has one;
 * ``sigmoid``: the logistic function, in one pass where the library has a kernel for it;
 * ``scatter_add``: index accumulation (repeated indices add up), which the
@@ -139,25 +141,61 @@ class Backend:
 
     def random_normal(self, shape: tuple[int, ...], seed: int | np.random.Generator | Any,
                       device: Device, dtype: DType | str = "float64") -> Array:
-        """Standard normal numbers of ``shape``, the same ones for the same ``seed``.
+        """Standard normal numbers of ``shape`` on ``device``, the same ones for the same ``seed``.
 
-        ``seed`` is an int or a ``numpy.random.Generator``. This default draws on
-        the host and copies to ``device``; adapters may draw on the device instead
-        (the numbers then differ between backends, but not between runs).
+        ``seed`` is an int, a ``numpy.random.Generator`` or the library's own generator
+        (see ``generator``). A NumPy generator draws on the host, and the numbers are
+        copied to ``device``: the same numbers on every library. An int seed gives the
+        library's own generator, which draws on the device: the numbers then differ
+        between libraries, but not between runs.
         """
-        generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        return self.from_host(generator.standard_normal(shape), device, self.dtype(dtype))
+        return self._draw(shape, seed, device, dtype, np.random.Generator.standard_normal,
+                          self.draw_normal)
 
     def random_uniform(self, shape: tuple[int, ...], seed: int | np.random.Generator | Any,
                        device: Device, dtype: DType | str = "float64") -> Array:
-        """Numbers uniform on :math:`[0, 1)` of ``shape``, the same ones for the same ``seed``.
+        """Numbers uniform on :math:`[0, 1)` of ``shape`` on ``device``, the same ones for the
+        same ``seed``, which is taken as in ``random_normal``. Dropout masks and sampling
+        from a language model draw with it."""
+        return self._draw(shape, seed, device, dtype, np.random.Generator.random,
+                          self.draw_uniform)
 
-        Seeds as in ``random_normal``: an int, a ``numpy.random.Generator`` (drawn on the
-        host, then copied: the same numbers on every library) or the library's own
-        generator. Dropout masks and sampling from a language model draw with it.
+    def _draw(self, shape, seed, device, dtype, on_host, on_device) -> Array:
+        """The seed handling of ``random_normal`` and ``random_uniform``, in one place, so that
+        an adapter only supplies ``generator``, ``draw_normal`` and ``draw_uniform``."""
+        shape, dtype = tuple(shape), self.dtype(dtype)
+        if isinstance(seed, (int, np.integer)):
+            seed = self.generator(int(seed), device)
+        if isinstance(seed, np.random.Generator):
+            return self.from_host(on_host(seed, shape), device, dtype)
+        return on_device(seed, shape, device, dtype)
+
+    def generator(self, seed: int, device: Device) -> Any:
+        """The generator that an int ``seed`` stands for: the library's own, made for
+        ``device``, where the library draws on the device. This default is NumPy's,
+        which draws on the host."""
+        return np.random.default_rng(seed)
+
+    def draw_normal(self, generator: Any, shape: tuple[int, ...], device: Device,
+                    dtype: DType) -> Array:
+        """Standard normal numbers from the library's own ``generator`` (what ``generator``
+        returns, or what a caller passed as ``seed``), on ``device``, of a library dtype.
+
+        Only an adapter whose ``generator`` is the library's own needs it: this default
+        refuses every generator but NumPy's, which ``random_normal`` draws from itself.
         """
-        generator = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        return self.from_host(generator.random(shape), device, self.dtype(dtype))
+        raise self._foreign(generator)
+
+    def draw_uniform(self, generator: Any, shape: tuple[int, ...], device: Device,
+                     dtype: DType) -> Array:
+        """Numbers uniform on :math:`[0, 1)`, from the library's own ``generator`` as in
+        ``draw_normal``."""
+        raise self._foreign(generator)
+
+    def _foreign(self, generator: Any) -> TypeError:
+        """The error for a seed that this adapter cannot draw from."""
+        return TypeError(f"backend {self.name!r} draws from an int seed or a "
+                         f"numpy.random.Generator, got {generator!r}")
 
     def erf(self, x: Array) -> Array:
         r"""The error function :math:`\operatorname{erf}(x) = \frac{2}{\sqrt\pi}\int_0^x
@@ -173,8 +211,7 @@ class Backend:
 
         The standard can compute it, but in five passes over ``x`` (negate, cap, ``exp``,
         add one, reciprocal), which is what this default does; PyTorch, JAX and CuPy
-        override it with their one-pass kernels (PyTorch's CPU ``sigmoid`` took a
-        quarter of the time of those five). ``Sigmoid`` and ``GELU`` compute with it.
+        override it with their one-pass kernels. ``Sigmoid`` and ``GELU`` compute with it.
 
         The exponent :math:`-x` is capped at :math:`m = \ln(\text{largest float}) - 1`
         (87.7 in float32, 708.8 in float64), so :math:`e^{-x}` never overflows. Only
@@ -249,8 +286,8 @@ class Backend:
 
         The weight gradient of a linear layer (``g.T @ x``, summed over the batch).
         The default is the standard's ``tensordot`` over axis 0; NumPy overrides it
-        (its ``matmul`` is ten times slower than ``dot`` when the summed axis has
-        length 1, at batch 1).
+        with ``np.dot``, which stays fast when the summed axis has length 1 (batch 1),
+        where NumPy's ``matmul`` is slow.
         """
         xp = array_api_compat.array_namespace(left, right)
         return xp.tensordot(left, right, axes=([0], [0]))

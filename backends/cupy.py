@@ -42,25 +42,17 @@ class CupyBackend(Backend):
         with self.device(device):
             return cupy.asarray(np.asarray(host), dtype=self.dtype(dtype))
 
-    def random_normal(self, shape, seed, device, dtype="float64"):
-        if isinstance(seed, np.random.Generator):
-            return super().random_normal(shape, seed, device, dtype)
-        with self.device(device):
-            return self._generator(seed).standard_normal(tuple(shape), dtype=self.dtype(dtype))
+    def generator(self, seed, device):
+        with self.device(device):  # the generator's state lives on the device
+            return self.library().random.default_rng(seed)
 
-    def _generator(self, seed):
-        """``seed`` if it is a ``cupy.random.Generator``, else a new one seeded with it (made
-        on the current device)."""
-        cupy = self.library()
-        if isinstance(seed, cupy.random.Generator):
-            return seed
-        return cupy.random.default_rng(int(seed))
-
-    def random_uniform(self, shape, seed, device, dtype="float64"):
-        if isinstance(seed, np.random.Generator):
-            return super().random_uniform(shape, seed, device, dtype)
+    def draw_normal(self, generator, shape, device, dtype):
         with self.device(device):
-            return self._generator(seed).random(tuple(shape), dtype=self.dtype(dtype))
+            return generator.standard_normal(shape, dtype=dtype)
+
+    def draw_uniform(self, generator, shape, device, dtype):
+        with self.device(device):
+            return generator.random(shape, dtype=dtype)
 
     def erf(self, x):
         from cupyx.scipy.special import erf  # comes with cupy

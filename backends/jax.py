@@ -54,23 +54,18 @@ class JaxBackend(Backend):
                              f"True) first.")
         return jax.numpy.asarray(np.asarray(host), dtype=dtype, device=self.device(device))
 
-    def random_normal(self, shape, seed, device, dtype="float64"):
-        if isinstance(seed, np.random.Generator):
-            return super().random_normal(shape, seed, device, dtype)
+    def generator(self, seed, device):
+        return self.library().random.key(seed)  # JAX's generator is a key
+
+    def draw_normal(self, generator, shape, device, dtype):
         jax = self.library()
         with jax.default_device(self.device(device)):
-            return jax.random.normal(self._key(seed), tuple(shape), dtype=self.dtype(dtype))
+            return jax.random.normal(generator, shape, dtype=dtype)
 
-    def _key(self, seed):
-        """``seed`` if it is a ``jax.random`` key, else a new key made from the int."""
-        return self.library().random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
-
-    def random_uniform(self, shape, seed, device, dtype="float64"):
-        if isinstance(seed, np.random.Generator):
-            return super().random_uniform(shape, seed, device, dtype)
+    def draw_uniform(self, generator, shape, device, dtype):
         jax = self.library()
         with jax.default_device(self.device(device)):
-            return jax.random.uniform(self._key(seed), tuple(shape), dtype=self.dtype(dtype))
+            return jax.random.uniform(generator, shape, dtype=dtype)
 
     def erf(self, x):
         return self.library().scipy.special.erf(x)

@@ -50,26 +50,16 @@ class TorchBackend(Backend):
         return torch.from_numpy(np.array(host, copy=True)).to(device=device,
                                                               dtype=self.dtype(dtype))
 
-    def random_normal(self, shape, seed, device, dtype="float64"):
-        if isinstance(seed, np.random.Generator):
-            return super().random_normal(shape, seed, device, dtype)
-        torch = self.library()
-        return torch.randn(tuple(shape), generator=self._generator(seed, device),
-                           device=self.device(str(device)), dtype=self.dtype(dtype))
+    def generator(self, seed, device):
+        return self.library().Generator(device=self.device(str(device))).manual_seed(seed)
 
-    def _generator(self, seed, device):
-        """``seed`` if it is a ``torch.Generator``, else a new one on ``device`` seeded with it."""
-        torch = self.library()
-        if isinstance(seed, torch.Generator):
-            return seed
-        return torch.Generator(device=self.device(str(device))).manual_seed(int(seed))
+    def draw_normal(self, generator, shape, device, dtype):
+        return self.library().randn(shape, generator=generator,
+                                    device=self.device(str(device)), dtype=dtype)
 
-    def random_uniform(self, shape, seed, device, dtype="float64"):
-        if isinstance(seed, np.random.Generator):
-            return super().random_uniform(shape, seed, device, dtype)
-        torch = self.library()
-        return torch.rand(tuple(shape), generator=self._generator(seed, device),
-                          device=self.device(str(device)), dtype=self.dtype(dtype))
+    def draw_uniform(self, generator, shape, device, dtype):
+        return self.library().rand(shape, generator=generator,
+                                   device=self.device(str(device)), dtype=dtype)
 
     def erf(self, x):
         return self.library().special.erf(x)

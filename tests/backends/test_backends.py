@@ -277,6 +277,24 @@ def test_random_uniform_from_a_numpy_generator_is_the_host_stream(target):
     np.testing.assert_array_equal(target.to_host(out), np.random.default_rng(5).random((4, 3)))
 
 
+@pytest.mark.parametrize("kind", ["random_normal", "random_uniform"])
+def test_the_librarys_own_generator_is_a_seed_too(target, kind):
+    """What ``generator`` makes of an int seed (a torch.Generator, a JAX key, a NumPy
+    generator) draws the numbers of that int."""
+    draw = getattr(target.backend, kind)
+    own = target.backend.generator(11, target.device)
+    np.testing.assert_array_equal(target.to_host(draw((4, 3), own, target.device, "float32")),
+                                  target.to_host(draw((4, 3), 11, target.device, "float32")))
+
+
+@pytest.mark.parametrize("kind", ["random_normal", "random_uniform"])
+def test_a_seed_the_adapter_cannot_draw_from_is_a_clear_error(kind):
+    backend = backends.get("numpy")
+    with pytest.raises(TypeError, match=r"backend 'numpy' draws from an int seed or a "
+                                        r"numpy.random.Generator, got 'seven'"):
+        getattr(backend, kind)((2,), "seven", "cpu")
+
+
 # --- sigmoid ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("generic", [False, True], ids=["adapter", "standard-fallback"])
@@ -468,7 +486,8 @@ def test_a_source_checkout_maps_exactly_mnn_backends():
 
 
 def test_mypy_checks_the_source_checkout_without_crashing(tmp_path):
-    """mypy once crashed (INTERNAL ERROR) on mnn/base.py: mnn.backends did not resolve."""
+    """mypy resolves mnn.backends (the backends/ folder) in a source checkout, and checks
+    mnn without an INTERNAL ERROR."""
     pytest.importorskip("mypy", reason="mypy is not installed (it is in the test extra)")
     result = subprocess.run([sys.executable, "-m", "mypy", "mnn", "--cache-dir",
                              str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -481,7 +500,7 @@ def test_mypy_checks_the_source_checkout_without_crashing(tmp_path):
 @pytest.mark.parametrize("view", ["flipped", "0-d", "strided"])
 def test_from_host_takes_any_numpy_layout(target, rng, view):
     """Views with negative strides (np.flip), 0-d arrays, every other column: the same values
-    arrive (torch refused negative strides; np.ascontiguousarray turned 0-d into 1-d)."""
+    arrive (torch refuses views with negative strides, np.ascontiguousarray makes 0-d 1-d)."""
     base = rng.standard_normal((3, 4))
     host = {"flipped": np.flip(base, axis=0), "0-d": np.asarray(base[1, 2]),
             "strided": base[:, ::2]}[view]
