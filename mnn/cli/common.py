@@ -1,5 +1,6 @@
-"""What the subcommands share: the user-facing error, choosing a backend and device, data sets,
-output files, plots and progress bars.
+"""What the subcommands share: the user-facing error, the options of ``train`` and
+``train-lm`` (declared once, here), choosing a backend and device, data sets, output
+files and plots. The training loop itself is ``mnn.training``.
 
 The command may import array libraries (``import mnn`` may not): the user named
 one with ``--backend``, so it is imported here, by name, with a clear error when
@@ -10,11 +11,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import os
-import sys
 
 from mnn import backends
+from mnn.checks import finite_non_negative
 
 DATASETS = ("digits", "mnist")
 #: Image formats that ``--plot`` writes (by the file's suffix).
@@ -25,6 +25,103 @@ PLOT_FORMATS = ", ".join(PLOT_SUFFIXES)
 
 class CommandError(Exception):
     """Bad input to the command: printed as one line ``mnn: error: ...``, exit status 1."""
+
+
+# --- the options of train, train-lm and evaluate ------------------------------------------
+
+DTYPES = ("float32", "float64")
+#: The learning rate of each optimizer when ``--lr`` is not given.
+DEFAULT_LEARNING_RATES = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
+
+
+def add_target_arguments(parser) -> None:
+    """``--backend`` and ``--device``: where ``train``, ``train-lm`` and ``evaluate`` run."""
+    parser.add_argument("--backend", default="numpy", help=backend_help())
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda:0, ... (default: the backend's first device)")
+
+
+def add_dataset_arguments(parser) -> None:
+    """``--dataset``, ``--data-dir`` and ``--download``: the images of ``train`` and
+    ``evaluate`` (``load_dataset``)."""
+    parser.add_argument("--dataset", default="digits",
+                        help="digits (8x8 digits embedded in mnn, no download; the default) or "
+                             "mnist (IDX files in --data-dir)")
+    parser.add_argument("--data-dir", default="mnist-data",
+                        help="directory with the MNIST IDX files (default: mnist-data)")
+    parser.add_argument("--download", action="store_true",
+                        help="download missing MNIST files into --data-dir (checksums checked)")
+
+
+def add_training_arguments(parser, default_plot: str) -> None:
+    """The options that ``train`` and ``train-lm`` share: one meaning and one help text each.
+
+    ``default_plot`` is the ``--plot`` default, which names the command's own curves.
+    """
+    add_target_arguments(parser)
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="floating-point type of the parameters and the data (float32)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="samples per optimizer step (32; train-lm's samples are windows "
+                             "of --context characters)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate, finite and >= 0 (default: 1e-3 for adam and "
+                             "adamw, 0.1 for sgd)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds every random draw: the initial weights, the batches and "
+                             "train-lm's samples (0)")
+    parser.add_argument("--save", default=None, metavar="PATH",
+                        help="write the model and optimizer to this .safetensors file after "
+                             "each evaluation, atomically: an old file is replaced only by a "
+                             "complete new one (train-lm writes the vocabulary beside it, "
+                             "PATH.vocab.json)")
+    parser.add_argument("--plot", default=default_plot, metavar="IMAGE",
+                        help=f"write the training curves to this image ({PLOT_FORMATS}; needs "
+                             "matplotlib; default: %(default)s when matplotlib is installed; "
+                             "--plot none: no plot)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for NumPy's BLAS and PyTorch (1, fastest for small "
+                             "networks; 0: the libraries' default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def check_training_arguments(args) -> None:
+    """The values of the shared options (argparse checked their types)."""
+    check_at_least_one(args, "batch_size")
+    check_finite_non_negative("--lr", "the learning rate", args.lr)
+    if not 0 <= args.seed < 2**63:
+        raise CommandError(f"--seed must be a non-negative integer below 2**63, got {args.seed}")
+    if args.threads < 0:
+        raise CommandError(f"--threads must be 0 (the libraries' default) or more, "
+                           f"got {args.threads}")
+
+
+def check_finite_non_negative(option: str, what: str, value: float | None) -> None:
+    """An optimizer's hyperparameter (``--lr``, ``--weight-decay``; None: not given) as the
+    optimizers take it: ``mnn.checks.finite_non_negative`` is the check they run, so the
+    command accepts what they accept (0 included)."""
+    if value is None:
+        return
+    try:
+        finite_non_negative(option, what, value)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def check_at_least_one(args, *names: str) -> None:
+    """Each option ``names`` (argparse's ``dest`` names) is at least 1."""
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def learning_rate(lr: float | None, optimizer: str) -> float:
+    """``--lr``, or the default of ``optimizer`` (a key of ``DEFAULT_LEARNING_RATES``)."""
+    return DEFAULT_LEARNING_RATES[optimizer] if lr is None else lr
+
+
+# --- backends, devices and data -----------------------------------------------------------
 
 
 def backend_named(name: str) -> backends.Backend:
@@ -63,18 +160,6 @@ def backend_help(default: str = "numpy") -> str:
     return f"one of {', '.join(names)} (default: {default}; 'mnn info' says which are installed)"
 
 
-def check_seed(seed: int) -> int:
-    if not 0 <= seed < 2**63:
-        raise CommandError(f"--seed must be a non-negative integer below 2**63, got {seed}")
-    return seed
-
-
-def check_learning_rate(lr: float | None) -> float | None:
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise CommandError(f"--lr must be a positive finite number, got {lr}")
-    return lr
-
-
 def check_output_path(option: str, path: str | None, suffixes: tuple[str, ...] = ()) -> None:
     """``path`` can be written: its directory exists, it is not a directory, its suffix fits."""
     if not path:
@@ -92,16 +177,12 @@ def check_output_path(option: str, path: str | None, suffixes: tuple[str, ...] =
 def limit_threads(backend, threads: int) -> None:
     """Use at most ``threads`` CPU threads for BLAS (NumPy) and PyTorch; 0 leaves the default.
 
-    A small network's matrices are too small to split between threads: on two
-    busy cores, digits trained in about 1 s with one thread and 30 s with two
-    (the threads wait for each other). NumPy's BLAS is limited through
-    threadpoolctl, a dependency of mnn: without it the limit was silently
-    ignored and training ran 10 to 20 times slower.
+    A small network's matrices are too small to split between threads: more threads
+    wait for each other (docs/training.md has the measurements). NumPy's BLAS is
+    limited through threadpoolctl, a dependency of mnn.
     """
     from threadpoolctl import threadpool_limits
 
-    if threads < 0:
-        raise CommandError(f"--threads must be 0 (the libraries' default) or more, got {threads}")
     if threads == 0:
         return
     threadpool_limits(limits=threads)  # stays in force for the rest of the process
@@ -140,7 +221,7 @@ def predictions(model, dataset, batch_size: int = 1000):
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-# --- plots and progress bars ----------------------------------------------------------
+# --- plots --------------------------------------------------------------------------------
 
 
 def plot_destination(value: str | None, default: str, default_path: str,
@@ -186,27 +267,3 @@ def save_figure(figure, path: str) -> None:
             figure.savefig(file, dpi=100, format=os.path.splitext(path)[1].lstrip(".").lower())
     finally:
         pyplot().close(figure)
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
-
-
-def progress_bar(total: int, description: str, disabled: bool, unit: str = "sample"):
-    """A tqdm bar on stderr counting ``unit`` (its rate is per second), or nothing when
-    ``disabled`` or without tqdm."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    if disabled:
-        return _NoBar()
-    return tqdm(total=total, desc=description, unit=unit, unit_scale=True, leave=False,
-                file=sys.stderr, dynamic_ncols=True)

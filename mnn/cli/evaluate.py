@@ -12,17 +12,22 @@ import os
 import numpy as np
 
 import mnn
-from mnn.cli.common import CommandError, backend_help, load_dataset, predictions, resolve_target
+from mnn.cli.common import (
+    DTYPES,
+    CommandError,
+    add_dataset_arguments,
+    add_target_arguments,
+    load_dataset,
+    predictions,
+    resolve_target,
+)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="a .safetensors file written by 'mnn train --save'")
-    parser.add_argument("--dataset", default="digits", help="digits (default) or mnist")
-    parser.add_argument("--data-dir", default="mnist-data", help="MNIST IDX files (mnist-data)")
-    parser.add_argument("--download", action="store_true", help="download missing MNIST files")
-    parser.add_argument("--backend", default="numpy", help=backend_help())
-    parser.add_argument("--device", default=None, help="default: the backend's first device")
-    parser.add_argument("--dtype", default=None, choices=["float32", "float64"],
+    add_dataset_arguments(parser)
+    add_target_arguments(parser)
+    parser.add_argument("--dtype", default=None, choices=DTYPES,
                         help="default: the checkpoint's")
 
 

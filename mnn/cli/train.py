@@ -1,9 +1,10 @@
 """``mnn train``: a Linear-ReLU-Linear network with cross-entropy, on any backend and device.
 
 One epoch = one shuffled pass over the training data in mini-batches. After
-each epoch the network is scored on the held-out test data (never trained on).
-The data are moved to the device once; the progress bar shows the running loss
-and the throughput in samples per second.
+each epoch the network is scored on the held-out test data (never trained on),
+and with ``--save`` the model and optimizer are written. The data are moved to
+the device once. The loop itself (epochs, progress bar, checkpoints) is
+``mnn.training``'s; this file holds the data, the model and what is printed.
 
 Data-parallel: ``--nproc N`` starts N ranks of this command on this machine
 (``mnn.distributed.launch``), and ``torchrun ... -m mnn train`` starts them on one
@@ -17,25 +18,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
 import mnn
-from mnn import distributed
+from mnn import distributed, training
 from mnn.cli.common import (
-    PLOT_FORMATS,
     PLOT_SUFFIXES,
     CommandError,
-    backend_help,
-    check_learning_rate,
+    add_dataset_arguments,
+    add_training_arguments,
+    check_at_least_one,
     check_output_path,
-    check_seed,
+    check_training_arguments,
+    learning_rate,
     limit_threads,
     load_dataset,
     plot_destination,
     predictions,
-    progress_bar,
     pyplot,
     resolve_target,
     save_figure,
@@ -50,36 +50,11 @@ DEFAULT_PLOT = "<dataset>-curves.png"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--dataset", default="digits",
-                        help="digits (8x8 digits embedded in mnn, no download; the default) or "
-                             "mnist (IDX files in --data-dir)")
-    parser.add_argument("--data-dir", default="mnist-data",
-                        help="directory with the MNIST IDX files (default: mnist-data)")
-    parser.add_argument("--download", action="store_true",
-                        help="download missing MNIST files into --data-dir (checksums checked)")
-    parser.add_argument("--backend", default="numpy", help=backend_help())
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda:0, ... (default: the backend's first device)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    add_dataset_arguments(parser)
     parser.add_argument("--epochs", type=int, default=20, help="passes over the data (20)")
-    parser.add_argument("--batch-size", type=int, default=32, help="samples per step (32)")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="learning rate (default: 1e-3 for adam/adamw, 0.1 for sgd)")
     parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     parser.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the initial weights and the shuffling (0)")
-    parser.add_argument("--save", default=None, metavar="PATH",
-                        help="write the trained model and optimizer to this .safetensors file "
-                             "(atomically: an old file is replaced only by a complete new one)")
-    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="IMAGE",
-                        help=f"write the loss and accuracy curves to this image ({PLOT_FORMATS}; "
-                             "needs matplotlib; default: <dataset>-curves.png when matplotlib "
-                             "is installed; --plot none: no plot)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for NumPy's BLAS and PyTorch (1, fastest for small "
-                             "networks; 0: the libraries' default)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_training_arguments(parser, DEFAULT_PLOT)
     parser.add_argument("--nproc", type=int, default=1,
                         help="processes that train data-parallel on this machine, each on "
                              "--batch-size samples a step (1: no torch.distributed; torchrun "
@@ -90,12 +65,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                        ("--hidden", args.hidden)):
-        if value < 1:
-            raise CommandError(f"{name} must be at least 1, got {value}")
-    check_seed(args.seed)
-    check_learning_rate(args.lr)
+    check_at_least_one(args, "epochs", "hidden")
+    check_training_arguments(args)
     if args.nproc < 1:
         raise CommandError(f"--nproc must be at least 1, got {args.nproc}")
     if not 0 < args.timeout < float("inf"):
@@ -162,14 +133,13 @@ def run_training(args, job: distributed.Job | None) -> int:
                                   mnn.LinearLayer(args.hidden, N_CLASSES),
                                   mnn.CrossEntropyLossLayer()])
     model.input_grad = False  # the images need no gradient: skip that matrix product
-    lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)
-    optimizer = OPTIMIZERS[args.optimizer](model, lr=lr)
+    optimizer = OPTIMIZERS[args.optimizer](model, lr=learning_rate(args.lr, args.optimizer))
     if job is None:
-        trainer = model
+        ddp = None
         batches = Batches(train, batch_size=args.batch_size, rng=args.seed)
         batch = f"batch {args.batch_size}"
     else:  # rank 0's weights everywhere, then each rank on its share of every batch
-        trainer = distributed.DistributedDataParallel(model.to(backend.name, device, args.dtype))
+        ddp = distributed.DistributedDataParallel(model.to(backend.name, device, args.dtype))
         batches = DistributedBatches(train, batch_size=args.batch_size, rng=args.seed)
         batch = (f"batch {args.batch_size} per rank x {job.world_size} ranks "
                  f"({job.backend}, data-parallel)")
@@ -178,41 +148,33 @@ def run_training(args, job: distributed.Job | None) -> int:
         f"{n_in}-{args.hidden}-{N_CLASSES} on {backend.name} {device} {args.dtype}, "
         f"{optimizer!r}, {batch}, seed {args.seed}", flush=True)
 
-    history = {"loss": [], "accuracy": []}
-    start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        bar = progress_bar(batches.samples_per_epoch, f"epoch {epoch}/{args.epochs}",
-                           args.no_progress or not main)
-        total, seen = 0.0, 0
-        for inputs, labels in batches:
-            optimizer.zero_grad(set_to_none=True)  # backward then stores, no zero pass
-            loss = trainer(inputs, labels)
-            trainer.backward()  # data-parallel: then the gradients' average over the ranks
-            optimizer.step()
-            n = int(labels.shape[0])
-            total, seen = total + float(loss) * n, seen + n  # float(): waits for the device
-            bar.update(n)
-            bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-        bar.close()
-        if job is not None:  # the loss over every rank's samples
+    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+
+    def after_epoch(epoch: training.Round) -> None:
+        """The training loss over every rank's samples, and the test accuracy (rank 0)."""
+        total, seen = epoch.total, epoch.count
+        if job is not None:
             total, seen = distributed.sum_across_ranks([total, seen])
         if not main:
-            continue
+            return
         accuracy = float(np.mean(predictions(model, test) == test_labels))
         history["loss"].append(total / seen)
         history["accuracy"].append(accuracy)
-        print(f"epoch {epoch}/{args.epochs}: train loss {total / seen:.4f}, "
+        print(f"epoch {epoch.number}/{args.epochs}: train loss {total / seen:.4f}, "
               f"test accuracy {100 * accuracy:.2f}%", flush=True)
-    backend.synchronize(backend.device(device))
-    seconds = time.perf_counter() - start
+
+    checkpoint = training.Checkpoint(args.save, model, optimizer) if args.save and main else None
+    finished = training.train(training.plain_step(model, optimizer, through=ddp),
+                              training.epochs(batches, args.epochs), after_epoch,
+                              progress=main and not args.no_progress, checkpoint=checkpoint,
+                              checkpoint_every=1)
     if not main:
         return 0
     correct = int(round(history["accuracy"][-1] * len(test)))
     epochs = f"{args.epochs} epoch" + ("s" if args.epochs != 1 else "")
     print(f"test accuracy {100 * history['accuracy'][-1]:.2f}% ({correct}/{len(test)}) after "
-          f"{epochs} in {seconds:.1f} s on {backend.name} {device} {args.dtype}")
+          f"{epochs} in {finished.seconds:.1f} s on {backend.name} {device} {args.dtype}")
     if args.save:
-        mnn.save(model, args.save, optimizer=optimizer)
         print(f"saved the model and optimizer to {args.save}")
     if args.plot:
         plot_curves(history, args.plot, f"{args.dataset}, {backend.name} {device}")

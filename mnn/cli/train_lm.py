@@ -9,57 +9,54 @@ takes one step on the mean cross-entropy over (batch, time, vocabulary).
 Every ``--eval-every`` steps: the validation loss (mean over fixed windows, in eval
 mode), a sample from the model, and with ``--save`` a checkpoint (model and optimizer,
 written atomically; the vocabulary goes beside it as ``<file>.vocab.json``). At the
-end: the loss curves as a PNG (``--plot``).
+end: the loss curves as an image (``--plot``). The loop itself (steps, progress bar,
+time limit, checkpoints) is ``mnn.training``'s; this file holds the text, the model,
+the evaluation and what is printed.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 
 import mnn
+from mnn import training
 from mnn.cli.common import (
-    PLOT_FORMATS,
     CommandError,
-    backend_help,
-    check_learning_rate,
+    add_training_arguments,
+    check_at_least_one,
+    check_finite_non_negative,
     check_output_path,
-    check_seed,
+    check_training_arguments,
+    learning_rate,
     limit_threads,
     plot_destination,
-    progress_bar,
     pyplot,
     resolve_target,
     save_figure,
 )
 from mnn.data import CharacterVocabulary, TextWindows, pydoc_corpus
-from mnn.files import atomic_write
 
 DEFAULT_PLOT = "<corpus>-lm-curves.png"
 VALIDATION_SHARE = 0.1
+#: The vocabulary's file beside the ``--save`` checkpoint: ``<checkpoint><suffix>``.
+VOCABULARY_SUFFIX = ".vocab.json"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--text", default=None, metavar="FILE",
                         help="train on this UTF-8 text file (default: Python's pydoc_data.topics, "
                              "about 465k characters, no download)")
-    parser.add_argument("--backend", default="numpy", help=backend_help())
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda:0, ... (default: the backend's first device)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--steps", type=int, default=1000, help="optimizer steps (1000)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop training after this many seconds (evaluation included)")
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per step (32)")
     parser.add_argument("--context", type=int, default=64, help="characters per window (64)")
     parser.add_argument("--d-model", type=int, default=128, help="model width (128)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (4)")
     parser.add_argument("--layers", type=int, default=4, help="Transformer blocks (4)")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability (0)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (1e-3)")
     parser.add_argument("--weight-decay", type=float, default=0.01,
                         help="AdamW weight decay (0.01, as torch)")
     parser.add_argument("--eval-every", type=int, default=100,
@@ -74,19 +71,7 @@ def add_arguments(parser) -> None:
                         help="sample from the k most likely characters only")
     parser.add_argument("--prompt", default=None,
                         help="what samples start from (default: the text's first character)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the initial weights, the windows and the samples (0)")
-    parser.add_argument("--save", default=None, metavar="PATH",
-                        help="write the model and optimizer to this .safetensors file at each "
-                             "evaluation and at the end (atomically), the vocabulary beside it")
-    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="IMAGE",
-                        help=f"write the loss curves to this image ({PLOT_FORMATS}; needs "
-                             "matplotlib; default: <corpus>-lm-curves.png when matplotlib is "
-                             "installed; --plot none: no plot)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for NumPy's BLAS and PyTorch (1; 0: the libraries' "
-                             "default)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_training_arguments(parser, DEFAULT_PLOT)
 
 
 def run(args) -> int:
@@ -114,7 +99,8 @@ def run(args) -> int:
                   dropout=args.dropout, rng=args.seed)
     model = mnn.SequentialLayers([gpt, mnn.CrossEntropyLossLayer(axis=-1)])
     model.to(xp=backend.name, device=device, dtype=args.dtype)
-    optimizer = mnn.optim.AdamW(model, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = mnn.optim.AdamW(model, lr=learning_rate(args.lr, "adamw"),
+                                weight_decay=args.weight_decay)
     n_params = sum(math.prod(p.shape) for p in model.state_dict().values())
     print(f"mnn {mnn.__version__}: {corpus} ({len(tokens)} characters, vocabulary "
           f"{len(vocabulary)}), GPT {args.layers}x{args.d_model} with {args.heads} heads, "
@@ -122,45 +108,39 @@ def run(args) -> int:
           f"{args.dtype}, {optimizer!r}, batch {args.batch_size}, seed {args.seed}", flush=True)
 
     history: dict[str, list[float]] = {"step": [], "seconds": [], "train": [], "validation": []}
-    start = time.perf_counter()
-    step, out_of_time = 0, False
-    while step < args.steps and not out_of_time:
-        interval = min(args.eval_every, args.steps - step)
-        bar = progress_bar(interval, f"steps {step + 1}-{step + interval}", args.no_progress,
-                           unit="step")
-        total, count = 0.0, 0
-        while count < interval and not out_of_time:
-            inputs, labels = train.sample()
-            optimizer.zero_grad(set_to_none=True)
-            loss = model(inputs, labels)
-            model.backward()
-            optimizer.step()
-            total, count = total + float(loss), count + 1  # float(): waits for the device
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-            out_of_time = (args.time_limit is not None
-                           and time.perf_counter() - start > args.time_limit)
-        bar.close()
-        step += count
-        history["step"].append(step)
-        history["train"].append(total / count)
+
+    def after_round(done: training.Round) -> None:
+        """The validation loss and a sample, every ``--eval-every`` steps and at the end."""
+        history["step"].append(done.steps)
+        history["train"].append(done.loss)
         history["validation"].append(_evaluate(model, fixed))
-        history["seconds"].append(time.perf_counter() - start)
-        print(f"step {step}/{args.steps}: train loss {total / count:.4f}, validation loss "
+        history["seconds"].append(done.elapsed())
+        print(f"step {done.steps}/{args.steps}: train loss {done.loss:.4f}, validation loss "
               f"{history['validation'][-1]:.4f} ({history['seconds'][-1]:.0f} s)", flush=True)
         if args.sample_length:
             sample = gpt.generate(where.from_host(prompt), args.sample_length, args.temperature,
-                                  args.top_k, rng=args.seed + step)
+                                  args.top_k, rng=args.seed + done.steps)
             print(f"sample: {vocabulary.decode(sample)!r}", flush=True)
-        if args.save:
-            _save(model, optimizer, vocabulary, args.save)
-    if out_of_time:
-        print(f"stopped after {step} steps: --time-limit {args.time_limit:g} s", flush=True)
-    print(f"validation loss {history['validation'][-1]:.4f} nats per character after {step} "
-          f"steps in {history['seconds'][-1]:.1f} s on {backend.name} {device} {args.dtype}")
+
+    checkpoint = None
+    if args.save:
+        record = json.dumps({"characters": vocabulary.characters}, ensure_ascii=False)
+        checkpoint = training.Checkpoint(args.save, model, optimizer,
+                                         beside={VOCABULARY_SUFFIX: record.encode("utf-8")})
+    finished = training.train(training.plain_step(model, optimizer),
+                              training.steps(train.sample, args.steps, args.eval_every),
+                              after_round, unit="step", progress=not args.no_progress,
+                              time_limit=args.time_limit, checkpoint=checkpoint,
+                              checkpoint_every=1)
+    if finished.out_of_time:
+        print(f"stopped after {finished.steps} steps: --time-limit {args.time_limit:g} s",
+              flush=True)
+    print(f"validation loss {history['validation'][-1]:.4f} nats per character after "
+          f"{finished.steps} steps in {history['seconds'][-1]:.1f} s on {backend.name} {device} "
+          f"{args.dtype}")
     if args.save:
         print(f"saved the model and optimizer to {args.save}, the vocabulary to "
-              f"{args.save}.vocab.json")
+              f"{args.save}{VOCABULARY_SUFFIX}")
     if args.plot:
         plot_losses(history, args.plot, f"{corpus}, GPT {args.layers}x{args.d_model}, "
                                         f"{backend.name} {device} {args.dtype}")
@@ -169,16 +149,13 @@ def run(args) -> int:
 
 
 def _check_arguments(args) -> None:
-    for name in ("steps", "batch_size", "context", "d_model", "heads", "layers", "eval_every",
-                 "eval_batches"):
-        if getattr(args, name) < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be at least 1, got "
-                               f"{getattr(args, name)}")
+    check_at_least_one(args, "steps", "context", "d_model", "heads", "layers", "eval_every",
+                       "eval_batches")
+    check_training_arguments(args)
+    check_finite_non_negative("--weight-decay", "the weight decay", args.weight_decay)
     if args.d_model % args.heads:
         raise CommandError(f"--d-model ({args.d_model}) must be divisible by --heads "
                            f"({args.heads})")
-    check_learning_rate(args.lr)
-    check_seed(args.seed)
     if not 0.0 <= args.dropout < 1.0:
         raise CommandError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.sample_length < 0 or args.temperature < 0:
@@ -209,12 +186,6 @@ def _evaluate(model, batches) -> float:
         return float(np.mean([float(model(inputs, labels)) for inputs, labels in batches]))
     finally:
         model.train()
-
-
-def _save(model, optimizer, vocabulary, path: str) -> None:
-    mnn.save(model, path, optimizer=optimizer)
-    record = {"characters": vocabulary.characters}
-    atomic_write(f"{path}.vocab.json", json.dumps(record, ensure_ascii=False).encode("utf-8"))
 
 
 def plot_losses(history: dict, path: str, title: str) -> None:

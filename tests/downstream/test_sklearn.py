@@ -233,20 +233,22 @@ def _sklearn_loss_and_gradients(reference, ours, x, targets):
     return loss, coef_grads + intercept_grads
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
 @pytest.mark.parametrize("make", [MLPClassifier, MLPRegressor])
-def test_loss_and_gradients_equal_scikit_learns(make):
+def test_loss_and_gradients_equal_scikit_learns(make, activation):
     """One step's loss (Eq. (1) of BaseMLP) and gradients, penalty included, at the same
-    weights and batch: scikit-learn's own code is the reference."""
+    weights and batch, for every activation: scikit-learn's own code is the reference."""
+    params = {"hidden_layer_sizes": (7, 5), "alpha": 0.3, "activation": activation}
     if make is MLPClassifier:
         x, y = _blobs(n=40, classes=3)
         targets = np.eye(3)[y]
-        reference = SklearnClassifier(hidden_layer_sizes=(7, 5), alpha=0.3)
+        reference = SklearnClassifier(**params)
     else:
         x, y = make_regression(40, 6, random_state=0)
         y = y / 100
         targets = y[:, None]
-        reference = SklearnRegressor(hidden_layer_sizes=(7, 5), alpha=0.3)
-    ours = make(hidden_layer_sizes=(7, 5), alpha=0.3, max_iter=1, random_state=0).fit(x, y)
+        reference = SklearnRegressor(**params)
+    ours = make(**params, max_iter=1, random_state=0).fit(x, y)
     expected_loss, expected_grads = _sklearn_loss_and_gradients(reference, ours, x, targets)
     ours.optimizer_.lr = 0.0  # a step that moves nothing: the gradients stay to be read
     codes, _ = ours._encode_targets(y, Placement.of(x), first=False, incremental=True,
@@ -404,7 +406,8 @@ def test_sgd_learning_rate_schedules_as_in_scikit_learn():
 def test_ill_chosen_parameters_are_named():
     x, y = _blobs()
     for params, message in [
-            ({"activation": "tanh"}, r"activation to be one of \('relu', 'identity'\)"),
+            ({"activation": "softplus"}, r"activation to be one of \('identity', 'logistic', "
+                                         r"'tanh', 'relu'\), got 'softplus'"),
             ({"solver": "lbfgs"}, r"solver to be one of \('adam', 'sgd'\), got 'lbfgs'"),
             ({"alpha": -1.0}, r"alpha in \[0, inf\), got -1.0"),
             ({"learning_rate_init": 0.0}, r"learning_rate_init in \(0, inf\)"),
@@ -424,9 +427,22 @@ def test_no_hidden_layer_and_the_identity_activation():
     deep = MLPClassifier(hidden_layer_sizes=(4, 3), activation="identity", max_iter=2).fit(x, y)
     assert [type(layer).__name__ for layer in deep.network_] == ["LinearLayer"] * 3
     assert [w.shape for w in deep.coefs_] == [(6, 4), (4, 3), (3, 3)]  # scikit-learn's layout
-    relu = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(x, y)
-    assert [type(layer).__name__ for layer in relu.network_] == \
-        ["LinearLayer", "ReluLayer", "LinearLayer"]
+    for activation, name in (("relu", "ReluLayer"), ("tanh", "Tanh"), ("logistic", "Sigmoid")):
+        model = MLPClassifier(hidden_layer_sizes=(4,), activation=activation, max_iter=2).fit(x, y)
+        assert [type(layer).__name__ for layer in model.network_] == \
+            ["LinearLayer", name, "LinearLayer"]
+
+
+@pytest.mark.parametrize(("activation", "factor"), [("tanh", 6.0), ("logistic", 2.0)])
+def test_initial_weights_are_drawn_in_scikit_learns_range(activation, factor):
+    """Uniform on [-a, a], a = sqrt(factor / (n_in + n_out)): scikit-learn's factor is 2
+    for the logistic activation and 6 for the others."""
+    x, y = _blobs()
+    model = MLPClassifier(hidden_layer_sizes=(50,), activation=activation,
+                          learning_rate_init=1e-12, max_iter=1, random_state=0).fit(x, y)
+    for w in model.coefs_:  # one step of 1e-12: still the initial weights to 1e-9
+        bound = np.sqrt(factor / sum(w.shape))
+        assert 0.9 * bound < np.abs(w).max() <= bound + 1e-9
 
 
 def test_verbose_prints_the_loss_of_each_epoch(capsys):

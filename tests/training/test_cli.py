@@ -5,6 +5,7 @@ stderr, never a traceback. Libraries are made "not installed" by a tiny launcher
 blocks their import (``sys.modules[name] = None``) before running the command.
 """
 
+import argparse
 import importlib.util
 import os
 import re
@@ -15,9 +16,12 @@ import numpy as np
 import pytest
 
 import mnn
-import mnn.testing
 from mnn.cli import check as check_command
+from mnn.cli import evaluate as evaluate_command
 from mnn.cli import main
+from mnn.cli import train as train_command
+from mnn.cli import train_lm as train_lm_command
+from mnn.registry import LAYERS
 
 HAVE = {name: importlib.util.find_spec(name) is not None
         for name in ("torch", "matplotlib")}
@@ -130,12 +134,14 @@ def test_check_has_a_case_for_every_layer_that_mnn_exports():
 
 
 def test_check_fails_and_exits_non_zero_on_a_wrong_gradient(monkeypatch, capsys):
-    class WrongRelu(mnn.ReluLayer):
+    # a layer class registers itself when it is defined: into a copy of the registry
+    # here, so that no other test meets it
+    monkeypatch.setattr(LAYERS, "_classes", dict(LAYERS._classes))
+
+    class WrongRelu(mnn.ReluLayer):  # ReluLayer's example makes one of these
         def compute_backward(self, xp, gradients, active):
             return 2 * super().compute_backward(xp, gradients, active)  # twice the true gradient
 
-    monkeypatch.setitem(mnn.testing.CASES, "WrongRelu",
-                        lambda rng: (WrongRelu(), rng.standard_normal((3, 4)), None))
     monkeypatch.setattr(check_command, "layer_names", lambda: ["ReluLayer", "WrongRelu"])
     assert main(["check", "--backend", "numpy"]) == 1
     out = capsys.readouterr().out
@@ -156,8 +162,13 @@ def test_check_fails_and_exits_non_zero_on_a_wrong_gradient(monkeypatch, capsys)
     (["train", "--save", "no/such/dir/m.safetensors"], ["--save", "does not exist"]),
     (["train", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
     (["train", "--seed", "-1"], ["--seed must be a non-negative integer", "got -1"]),
-    (["train", "--lr", "inf"], ["--lr must be a positive finite number, got inf"]),
-    (["train", "--lr", "nan"], ["--lr must be a positive finite number, got nan"]),
+    (["train", "--lr", "inf"], ["--lr: expected the learning rate to be finite and >= 0, "
+                                "got inf"]),
+    (["train", "--lr", "nan"], ["--lr: expected the learning rate to be finite and >= 0, "
+                                "got nan"]),
+    (["train", "--lr", "-0.1"], ["--lr: expected the learning rate to be finite and >= 0, "
+                                 "got -0.1"]),
+    (["train", "--threads", "-1"], ["--threads must be 0 (the libraries' default) or more"]),
     (["train", "--plot", "curves.txt"], ["--plot curves.txt: expected an image file name ending in",
                                          ".png"]),
     (["evaluate", "missing.safetensors"], ["missing.safetensors: no such file"]),
@@ -167,6 +178,40 @@ def test_check_fails_and_exits_non_zero_on_a_wrong_gradient(monkeypatch, capsys)
 ])
 def test_bad_input_is_one_line(tmp_path, args, fragments):
     assert_one_line_error(mnn_cli(*args, cwd=tmp_path), *fragments)
+
+
+def test_lr_zero_is_accepted_as_the_optimizers_accept_it(tmp_path):
+    """One check for --lr, the optimizers' own: 0 is a step that moves nothing."""
+    result = mnn_cli("train", "--epochs", "1", "--hidden", "8", "--optimizer", "sgd", "--lr", "0",
+                     "--plot", "none", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SGD(lr=0.0," in result.stdout and ACCURACY.search(result.stdout)
+
+
+def _options(add_arguments) -> dict:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return {action.dest: action for action in parser._actions}  # argparse has no public list
+
+
+def test_the_shared_options_are_declared_once_with_one_meaning():
+    """train and train-lm (and evaluate, for where it runs and on what data) take the
+    shared options alike: the same help, type, choices and default (--plot's default
+    names each command's own curves)."""
+    commands = {"train": train_command, "train-lm": train_lm_command,
+                "evaluate": evaluate_command}
+    options = {name: _options(command.add_arguments) for name, command in commands.items()}
+    shared = {"backend", "device", "dtype", "batch_size", "lr", "seed", "save", "plot",
+              "threads", "no_progress"}
+    assert shared <= set(options["train"]) & set(options["train-lm"])
+    pairs = [("train", "train-lm", dest) for dest in shared]
+    pairs += [("train", "evaluate", dest) for dest in ("backend", "device", "dataset",
+                                                       "data_dir", "download")]
+    for first, second, dest in pairs:
+        a, b = options[first][dest], options[second][dest]
+        assert (a.help, a.type, a.choices, a.metavar, a.option_strings) == \
+            (b.help, b.type, b.choices, b.metavar, b.option_strings), dest
+        assert a.default == b.default or dest == "plot", dest
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "check"])

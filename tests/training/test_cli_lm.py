@@ -56,6 +56,7 @@ def test_the_default_corpus_needs_no_download(tmp_path):
                      "--sample-length", "5", "--plot", "none", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert re.search(r"pydoc-topics \(4\d\d\d\d\d characters, vocabulary \d+\)", result.stdout)
+    assert "AdamW(lr=0.001," in result.stdout  # --lr's default for adamw
     assert FINAL.search(result.stdout).group(2) == "2"
 
 
@@ -90,7 +91,11 @@ def test_numpy_and_torch_train_alike_from_the_same_seed(tmp_path, text_file):
 @pytest.mark.parametrize(("args", "message"), [
     (["--steps", "0"], "--steps must be at least 1, got 0"),
     (["--d-model", "10", "--heads", "4"], "--d-model (10) must be divisible by --heads (4)"),
-    (["--lr", "0"], "--lr must be a positive finite number"),
+    (["--lr", "-1"], "--lr: expected the learning rate to be finite and >= 0, got -1.0"),
+    (["--weight-decay", "inf"], "--weight-decay: expected the weight decay to be finite and "
+                                ">= 0, got inf"),
+    (["--eval-every", "0"], "--eval-every must be at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     (["--dropout", "1"], "--dropout must be in [0, 1)"),
     (["--top-k", "0"], "--top-k must be at least 1"),
     (["--prompt", "Z"], "the character 'Z' is not in the vocabulary"),
