@@ -2,12 +2,12 @@
 
 A checkpoint stores a model as ``{"type": <class name>, "args": {...}}``. Loading
 it looks the name up here and nowhere else: no ``eval``, no import of a name the
-file chose, so a checkpoint cannot run arbitrary code. mnn's own layers and
-optimizers register themselves; so can yours:
+file chose, so a checkpoint cannot run arbitrary code. Every subclass of
+``BaseLayer`` and of ``Optimizer`` registers itself when its class is defined
+(``__init_subclass__``), mnn's own and yours alike; and a package can declare its
+classes so that they are found before anyone imported them:
 
-* with the decorator: ``@mnn.register_layer`` above ``class MyLayer(mnn.BaseLayer)``
-  (and ``@mnn.register_optimizer`` for an optimizer);
-* from another package, with an entry point in the group ``mnn.layers`` (or
+* with an entry point in the group ``mnn.layers`` (or
   ``mnn.optimizers``) whose name is the class name, e.g. in its pyproject.toml:
   ``[project.entry-points."mnn.layers"] MyLayer = "my_package.layers:MyLayer"``.
   Entry points are read only when a name is not registered yet; a class that a
@@ -57,9 +57,9 @@ class Registry:
         if found is None:
             raise CheckpointError(
                 f"build: unknown {self.kind} type {name!r}; known {self.kind} types: "
-                f"{', '.join(self.known())} (to build one of your own, register it with "
-                f"@mnn.register_{self.kind} or the entry point group "
-                f"{self.entry_point_group!r})")
+                f"{', '.join(self.known())}. A class of your own is known once it is "
+                f"defined: import the module that defines it before loading, or declare it "
+                f"in the entry point group {self.entry_point_group!r}")
         return found
 
     def create(self, name: str, *args: Any, **kwargs: Any):

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import mnn
-from mnn.deprecation import MnnDeprecationWarning
 from mnn.testing import gradcheck, make_case
 
 #: Every module whose ``__all__`` is mnn's public API.
@@ -113,7 +111,7 @@ def test_every_layer_that_draws_takes_rng():
             continue  # they are given take rng=
         assert "rng" in inspect.signature(cls).parameters, f"{name} draws but takes no rng="
         case_layer = make_case(name)[0]
-        args = {k: v for k, v in case_layer.args.items()}
+        args = case_layer.config()["args"]
         for rng in (5, np.random.default_rng(5)):
             same = cls(**args, rng=rng).state_dict(), cls(**args, rng=5).state_dict()
             for key in same[0]:
@@ -129,59 +127,3 @@ def test_batches_and_checks_take_rng(rng):
     assert gradcheck(layer, x, rng=np.random.default_rng(4), full_jacobian_max=1)  # projections
     cases = [make_case("LinearLayer", rng=r)[1] for r in (3, np.random.default_rng(3))]
     np.testing.assert_array_equal(*cases)
-
-
-# --- deprecations -----------------------------------------------------------------------------
-
-def test_gradcheck_seed_is_deprecated_for_rng():
-    layer, x, _ = make_case("LinearLayer")
-    with pytest.warns(MnnDeprecationWarning, match=r"gradcheck\(seed=...\) is deprecated since "
-                                                  r"mnn 0.1 and will be removed in mnn 0.3; "
-                                                  r"use gradcheck\(rng=...\) instead") as caught:
-        assert gradcheck(layer, x, seed=2)
-    assert caught[0].filename == __file__  # points at the caller's line
-    with pytest.warns(MnnDeprecationWarning, match=r"make_case\(seed=...\).*make_case\(rng="):
-        old = make_case("LinearLayer", seed=4)
-    np.testing.assert_array_equal(old[1], make_case("LinearLayer", rng=4)[1])
-
-
-class OldStyleSquare(mnn.BaseLayer):
-    """A layer written before the template: it overrides forward and backward itself."""
-
-    def forward(self, inputs, feedbacks=None):
-        self.save_for_backward(inputs)
-        return inputs * inputs
-
-    def backward(self, gradients):
-        (inputs,) = self.saved_for_backward()
-        return 2 * inputs * gradients
-
-
-def test_saved_for_backward_still_works_and_warns():
-    layer = OldStyleSquare()
-    outputs = layer(np.array([1.0, -3.0]))
-    with pytest.warns(MnnDeprecationWarning, match=r"OldStyleSquare.saved_for_backward\(\) is "
-                                                  r"deprecated .* use compute_backward\(xp, "
-                                                  r"gradients, \*saved\)") as caught:
-        np.testing.assert_array_equal(layer.backward(np.ones_like(outputs)), [2.0, -6.0])
-    assert caught[0].filename == __file__
-    with pytest.raises(mnn.BackwardTwiceError), pytest.warns(MnnDeprecationWarning):
-        layer.backward(np.ones_like(outputs))  # used up, as the template's backward does
-
-
-def test_an_optimizer_update_taking_xp_still_works_and_warns():
-    """Before 0.1's placements, Optimizer.update took the namespace; such an optimizer warns
-    where it is defined and keeps stepping."""
-    with pytest.warns(MnnDeprecationWarning, match=r"HalfStep.update\(self, xp, param, grad, "
-                                                  r"state\) is deprecated .* use update\(self, "
-                                                  r"where, param, grad, state\)") as caught:
-        class HalfStep(mnn.optim.Optimizer):
-            def update(self, xp, param, grad, state):
-                return param - xp.asarray(0.5) * grad
-
-    assert caught[0].filename == __file__
-    layer = mnn.LinearLayer(2, 1, rng=0)
-    weights = np.array(layer.params["w"])
-    layer.backward(layer(np.ones((1, 2))))
-    HalfStep(layer).step()
-    np.testing.assert_allclose(layer.params["w"], weights - 0.5 * layer.grads["w"])

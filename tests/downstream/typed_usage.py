@@ -15,20 +15,23 @@ import numpy as np
 import mnn
 from mnn.backends import Backend, Placement
 from mnn.data import Batches
-from mnn.testing import gradcheck, layer_case, make_case, place
-from mnn.testing.cases import Case
+from mnn.base import Example
+from mnn.testing import gradcheck, make_case, place
 
 
-@mnn.register_layer
 class Scale(mnn.BaseLayer):
     r"""Elementwise :math:`y = a x` with one learnable :math:`a`; :math:`\partial \ell / \partial a
     = \sum g x` and :math:`\partial \ell / \partial x = a g`."""
 
     def __init__(self, a: float = 2.0) -> None:
         super().__init__()
-        self.args = {"a": a}
+        self.a = a
         self.add_param("a", np.full((), a))
         self.expect_inputs(min_rank=1)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        return cls(float(rng.uniform(0.5, 2.0))), rng.standard_normal((3, 2)), None
 
     def compute_forward(self, xp: Any, inputs: Any, feedbacks: Any) -> Any:
         self.save_for_backward(inputs)
@@ -39,9 +42,6 @@ class Scale(mnn.BaseLayer):
         return self.params["a"] * gradients
 
 
-@layer_case("Scale")
-def scale_case(rng: np.random.Generator) -> Case:
-    return Scale(float(rng.uniform(0.5, 2.0))), rng.standard_normal((3, 2)), None
 
 
 def network(seed: int) -> mnn.SequentialLayers:

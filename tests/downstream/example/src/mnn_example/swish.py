@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 import mnn
+from mnn.base import Example
 from mnn.checks import positive_int
 
 
-@mnn.register_layer
 class Swish(mnn.BaseLayer):
     r"""Elementwise :math:`y = x\, \sigma(\beta x)`, with one learnable :math:`\beta` per feature.
 
@@ -64,10 +64,14 @@ class Swish(mnn.BaseLayer):
     def __init__(self, features: int, beta: float = 1.0) -> None:
         super().__init__()
         positive_int(self.name, "features", features)
-        self.args = {"features": features, "beta": float(beta)}
-        self.features = features
+        self.features, self.beta = features, float(beta)
         self.add_param("beta", np.full((features,), float(beta)))
         self.expect_inputs(min_rank=1, sizes={-1: features})
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small Swish for ``gradcheck``: random slopes, a batch of three."""
+        return cls(4, beta=float(rng.uniform(0.5, 2.0))), rng.standard_normal((3, 4)), None
 
     def compute_forward(self, xp: Any, inputs: Any, feedbacks: Any) -> Any:
         z = self.params["beta"] * inputs
