@@ -23,7 +23,7 @@ from mnn.initializers import manual_seed
 from mnn.layers import *  # noqa: F403
 from mnn.layers import __all__ as _layers
 from mnn.registry import register_layer, register_optimizer
-from mnn.version import __version__
+from mnn.version import __version__ as __version__
 
 __all__ = [
     "backends", "optim", "BaseLayer", "manual_seed", "save", "load", "register_layer",

@@ -79,19 +79,21 @@ def config(layer: BaseLayer) -> dict[str, Any]:
 def _config_of(argument: Any) -> Any:
     """A constructor argument as a config stores it: a layer, or a list of layers, as
     their configs."""
-    from mnn.base import BaseLayer
-
-    if isinstance(argument, BaseLayer):
+    if _is_layer(argument):
         return config(argument)
-    if isinstance(argument, (list, tuple)) and all(isinstance(i, BaseLayer) for i in argument):
+    if isinstance(argument, (list, tuple)) and all(_is_layer(item) for item in argument):
         return [config(item) for item in argument]  # a new list, even when empty
     return argument
 
 
+def _is_layer(value: Any) -> bool:
+    """A layer, told by what this module uses of one: its parameters and its config."""
+    return callable(getattr(value, "parameters", None)) and callable(getattr(value, "config",
+                                                                             None))
+
+
 def build(description: Any, _depth: int = 0) -> BaseLayer:
     """The layer described by a config; ``CheckpointError`` if it is not one mnn knows."""
-    from mnn.base import BaseLayer
-
     if not _is_config(description):
         raise CheckpointError(f"build: expected a layer config {{'type': ..., 'args': {{...}}}}, "
                               f"got {reprlib.repr(description)}")
@@ -99,7 +101,7 @@ def build(description: Any, _depth: int = 0) -> BaseLayer:
         raise CheckpointError(f"build: layer configs nested more than {MAX_DEPTH} deep")
     args = {key: _build_nested(value, _depth + 1) for key, value in description["args"].items()}
     layer = LAYERS.create(description["type"], **args)
-    if not isinstance(layer, BaseLayer):
+    if not _is_layer(layer):
         raise CheckpointError(f"build: {description['type']} is registered as a layer but "
                               f"built an object of type {type(layer).__name__}")
     return layer

@@ -14,7 +14,7 @@ from mnn.initializers import host_generator
 from mnn.layers.linear import LinearLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.softmax import softmax, softmax_vjp
-from mnn.types import Array, Seed
+from mnn.types import Seed
 
 
 class MultiHeadAttention(BaseLayer):

@@ -6,6 +6,10 @@ import numpy as np
 
 from mnn.base import BaseLayer, Example
 from mnn.errors import ShapeError, describe
+from mnn.layers.layer_norm import LayerNorm
+from mnn.layers.linear import LinearLayer
+from mnn.layers.sequential import SequentialLayers
+from mnn.layers.tanh import Tanh
 from mnn.types import Array
 
 
@@ -54,8 +58,6 @@ class Residual(BaseLayer):
     @classmethod
     def example(cls, rng: np.random.Generator) -> Example:
         """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
-        from mnn.layers import LayerNorm, LinearLayer, SequentialLayers, Tanh
-
         block = SequentialLayers([LayerNorm(4), LinearLayer(4, 4, rng=rng), Tanh()])
         return cls(block), rng.standard_normal((3, 4)), None
 

@@ -9,6 +9,9 @@ from typing import overload
 import numpy as np
 
 from mnn.base import BaseLayer, Example
+from mnn.layers.cross_entropy_loss import CrossEntropyLossLayer
+from mnn.layers.linear import LinearLayer
+from mnn.layers.relu import ReluLayer
 from mnn.types import Array, Namespace
 
 
@@ -60,8 +63,6 @@ class SequentialLayers(BaseLayer):
     @classmethod
     def example(cls, rng: np.random.Generator) -> Example:
         """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
-        from mnn.layers import CrossEntropyLossLayer, LinearLayer, ReluLayer
-
         net = cls([LinearLayer(4, 5, rng=rng), ReluLayer(), LinearLayer(5, 3, rng=rng),
                    CrossEntropyLossLayer()])
         net.input_grad = True  # checked too, though a network trained on data skips it
