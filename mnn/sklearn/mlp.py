@@ -47,6 +47,7 @@ epoch whose validation score is not above the best one by ``tol``. After more th
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import numbers
@@ -62,14 +63,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from mnn import optim, training
-from mnn.backends import Placement, to_host
+from mnn.backends import Placement, dtype_name, to_host
 from mnn.base import BaseLayer
 from mnn.checks import positive_int
 from mnn.data import Batches
 from mnn.errors import PlacementError, describe
-from mnn.initializers import skip_init
 from mnn.layers import LinearLayer, ReluLayer, SequentialLayers, Sigmoid, Tanh
-from mnn.serialization import build
 
 #: scikit-learn's activations and the layer of each, after every hidden layer (None: none).
 ACTIVATIONS: dict[str, type[BaseLayer] | None] = {
@@ -419,43 +418,24 @@ class BaseMLP(BaseEstimator):
     def _name(self) -> str:
         return type(self).__name__
 
-    # --- pickling and moving --------------------------------------------------------------
-
-    def __getstate__(self) -> dict:
-        """The state to pickle: the network and optimizer as host arrays plus their placement.
-
-        A layer that has run a forward holds its namespace (a module) and cannot be
-        pickled, so ``network_`` travels as a snapshot; unpickling puts it back on the
-        same library, device and dtype.
-        """
-        state = dict(super().__getstate__())
-        if "network_" in state:
-            state["network_"] = _snapshot(state["network_"], state.pop("optimizer_"))
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        if isinstance(state.get("network_"), dict):
-            state["network_"], state["optimizer_"] = _restore(state["network_"])
-        super().__setstate__(state)
+    # --- moving ---------------------------------------------------------------------------
 
     def __sklearn_array_api_convert__(self, converter):
         """A copy on the namespace and device that ``converter`` moves arrays to.
 
         scikit-learn's ``move_estimator_to(estimator, xp, device)`` calls this: fit on a
-        GPU, then move the estimator to predict on NumPy arrays (or the reverse).
+        GPU, then move the estimator to predict on NumPy arrays (or the reverse). The
+        network moves with ``to()``; the optimizer's state follows at its next step.
+        (Pickling needs nothing of its own: layers and optimizers pickle themselves.)
         """
-        state = self.__getstate__()
-        if "network_" in state:
-            network = state["network_"]
-            probe = converter(np.zeros(1, dtype=network["placement"][2]))
-            target = Placement.of(probe)
-            network["placement"] = target.names()
-            classes = state.get("classes_")
+        moved = copy.deepcopy(self)
+        if hasattr(self, "network_"):
+            probe = converter(np.zeros(1, dtype=dtype_name(self._placement.dtype)))
+            backend, device, dtype = Placement.of(probe).names()
+            moved.network_.to(xp=backend, device=device, dtype=dtype)
+            classes = getattr(self, "classes_", None)
             if classes is not None and not _is_text(classes):
-                state["classes_"] = converter(classes)
-        moved = type(self).__new__(type(self))
-        moved.__setstate__(state)
+                moved.classes_ = converter(classes)
         return moved
 
     # --- parameters ----------------------------------------------------------------------
@@ -534,27 +514,3 @@ def placed(array, where: Placement):
         return array
     host = here.to_host(array)
     return where.from_host(host, dtype=host.dtype.name)
-
-
-def _snapshot(network: SequentialLayers, optimizer: optim.Optimizer) -> dict:
-    """The network and optimizer as plain data: configs, host arrays and placement names."""
-    state = optimizer.state_dict()
-    state["state"] = {name: {key: to_host(value) if hasattr(value, "shape") else value
-                             for key, value in entries.items()}
-                      for name, entries in state["state"].items()}
-    return {"config": network.config(),
-            "weights": {name: to_host(w) for name, w in network.state_dict().items()},
-            "placement": network.layers[0].placement.names(), "optimizer": state}
-
-
-def _restore(snapshot: dict) -> tuple[SequentialLayers, optim.Optimizer]:
-    """``_snapshot``'s network and optimizer, rebuilt where they lived."""
-    with skip_init():  # placeholders: load_weights fills them
-        network = cast(SequentialLayers, build(snapshot["config"]))
-    network.load_weights(snapshot["weights"])
-    backend, device, dtype = snapshot["placement"]
-    network.to(xp=backend, device=device, dtype=dtype)
-    network.input_grad = False
-    optimizer = optim.build(network, {key: snapshot["optimizer"][key] for key in ("type", "args")})
-    optimizer.load_state_dict(snapshot["optimizer"])  # state arrays move at the next step
-    return network, optimizer
