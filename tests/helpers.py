@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def load_file(name: str, path: Path):
     """The Python file ``path`` run as module ``name`` (scripts outside any package:
-    noxfile.py, docs/generate.py, docs/site/*.py)."""
+    noxfile.py, docs/site/*.py)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up there

@@ -47,8 +47,8 @@ class GELU(BaseLayer):
 
     with the adapter's ``sigmoid`` (one pass where the library has a kernel for it,
     without overflow for :math:`x \ll 0` everywhere; see ``Backend.sigmoid``) instead
-    of a ``tanh``, which PyTorch's CPU build computes three times slower, and in fewer
-    passes over the array.
+    of a ``tanh``: fewer passes over the array, and a kernel that every library has
+    tuned.
 
     Jacobian
     --------
