@@ -291,33 +291,3 @@ def test_load_state_dict_refuses_another_optimizer_and_bad_values(rng):
                                                   r"SGD: expected lr to be finite and >= 0"):
         opt.load_state_dict({**opt.state_dict(), "args": {"lr": -1.0}})
     assert opt.lr == 0.5
-
-
-@pytest.mark.parametrize("batch", [1, 5])
-def test_fused_sgd_takes_the_same_steps_during_backward(target, rng, batch):
-    """SGD(fused=True) updates in backward (W -= (lr g)^T x, never forming g^T x) and keeps no
-    gradients; the weights follow the plain SGD's, step for step."""
-    plain, fused = tiny_net(), tiny_net()
-    plain_opt, fused_opt = SGD(plain, lr=0.05), SGD(fused, lr=0.05, fused=True)
-    for _ in range(4):
-        x, y = (target.asarray(a) for a in data(rng, batch))
-        train_step(plain, plain_opt, x, y)
-        fused(x, y)
-        fused.backward()
-        assert all(layer.grads[key] is None for _, layer, key in fused.parameters())
-    fused_opt.step()  # nothing left to do
-    for name, value in fused.state_dict().items():
-        np.testing.assert_allclose(target.to_host(value), target.to_host(plain.state_dict()[name]),
-                                   rtol=1e-12, atol=1e-14, err_msg=name)
-    fused_opt.lr = 0.0  # the layers read the optimizer's current learning rate
-    before = {k: target.to_host(v).copy() for k, v in fused.state_dict().items()}
-    fused(x, y)
-    fused.backward()
-    for name, value in fused.state_dict().items():
-        np.testing.assert_array_equal(target.to_host(value), before[name])
-
-
-def test_fused_sgd_refuses_state_it_cannot_keep():
-    with pytest.raises(ValueError, match=r"SGD: fused=True takes plain steps in backward; it has "
-                                         r"no state for momentum or weight decay"):
-        SGD(tiny_net(), lr=0.1, momentum=0.9, fused=True)
