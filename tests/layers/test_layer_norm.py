@@ -7,7 +7,7 @@ import pytest
 from helpers import assert_float32_matches_float64
 
 import mnn
-from mnn.layers.build import build
+from mnn.serialization import build
 from mnn.testing import gradcheck
 
 

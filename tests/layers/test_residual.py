@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import mnn
-from mnn.layers.build import build
+from mnn.serialization import build
 from mnn.testing import gradcheck
 
 

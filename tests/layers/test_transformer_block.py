@@ -5,7 +5,7 @@ import pytest
 from helpers import import_benchmark
 
 import mnn
-from mnn.layers.build import build
+from mnn.serialization import build
 from mnn.testing import gradcheck
 
 
