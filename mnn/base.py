@@ -27,7 +27,7 @@ contract tests find its ``example`` for ``gradcheck``.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import array_api_compat
@@ -266,17 +266,20 @@ class BaseLayer:
         else:
             self.grads[key] += value  # in place where the library allows; JAX makes a new array
 
-    def named_layers(self, prefix: str = "") -> Iterator[tuple[str, BaseLayer]]:
-        """This layer and every sublayer, with the prefix of their parameter names."""
-        yield prefix, self
-        for name, layer in self.sublayers.items():
-            yield from layer.named_layers(f"{prefix}{name}.")
+    def named_layers(self, prefix: str = "") -> list[tuple[str, BaseLayer]]:
+        """This layer and every sublayer, depth first, with the prefix of their parameter
+        names (``""``, ``"0."``, ``"W_qry."``)."""
+        found, stack = [], [(prefix, self)]
+        while stack:  # a stack, not recursion: a training step walks this twice
+            name, layer = stack.pop()
+            found.append((name, layer))
+            stack.extend((f"{name}{key}.", sub) for key, sub in reversed(layer.sublayers.items()))
+        return found
 
-    def parameters(self) -> Iterator[tuple[str, BaseLayer, str]]:
+    def parameters(self) -> list[tuple[str, BaseLayer, str]]:
         """``(qualified_name, owning_layer, key)`` for every parameter, sublayers included."""
-        for prefix, layer in self.named_layers():
-            for key in layer.params:
-                yield prefix + key, layer, key
+        return [(prefix + key, layer, key) for prefix, layer in self.named_layers()
+                for key in layer.params]
 
     def state_dict(self) -> dict[str, Any]:
         """Every parameter by qualified name (``"0.w"``, ``"W_qry.b"``), as stored (no copy)."""
