@@ -33,6 +33,22 @@ class BackwardTwiceError(MnnError, RuntimeError):
     """``backward`` was called a second time after one ``forward`` (torch raises too)."""
 
 
+class ArgumentError(MnnError, ValueError):
+    """An argument has a value the layer or function cannot take (a size of 0, a
+    probability above 1); raised where the argument is given."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument is of a type the layer or function cannot take (a float for a count,
+    a string for a flag). Also an ``ArgumentError`` and a ``ValueError``, so one
+    ``except`` catches every bad argument."""
+
+
+class AllocationError(MnnError, MemoryError):
+    """A parameter does not fit in this machine's memory; the message names its shape
+    and size."""
+
+
 class CheckpointError(MnnError, ValueError):
     """A checkpoint or state dict does not fit the model."""
 
