@@ -1,7 +1,8 @@
 r"""Checkpoints: a model's weights and architecture, and optionally its optimizer, in one file.
 
-``save(model, path, optimizer=None)`` writes a `safetensors <https://huggingface.co/docs/
-safetensors>`_ file; ``load(path)`` rebuilds the model from it without the code that built it.
+``save(model, path, optimizer=None, metadata=None)`` writes a `safetensors
+<https://huggingface.co/docs/safetensors>`_ file; ``load(path)`` rebuilds the model from it
+without the code that built it.
 
 What the file holds
 -------------------
@@ -13,6 +14,10 @@ What the file holds
   model's ``config()`` as JSON (layer types and constructor arguments); and, with an
   optimizer, ``mnn.optimizer``, its ``config()`` plus its scalar state (step counts)
   as JSON.
+* The caller's own metadata (``save(..., metadata={...})``): strings under keys that
+  do not start with ``mnn.``, returned by ``load(path, with_metadata=True)``. ``mnn
+  train-lm`` keeps its vocabulary there, so that one atomic write holds the model and
+  the characters its token ids stand for.
 
 Why safetensors and not pickle: unpickling runs whatever code the file names, so a
 downloaded pickle is a program. A safetensors file is a JSON header and raw bytes.
@@ -46,13 +51,14 @@ import json
 import os
 import stat
 import struct
+from collections.abc import Mapping
 from typing import Literal, overload
 
 import numpy as np
 
 from mnn.backends import to_host
 from mnn.base import BaseLayer
-from mnn.errors import CheckpointError
+from mnn.errors import ArgumentError, ArgumentTypeError, CheckpointError
 from mnn.files import atomic_write
 from mnn.initializers import skip_init
 from mnn.optim import Optimizer
@@ -63,22 +69,28 @@ from mnn.version import __version__
 
 #: Bumped when the layout of the file changes; ``load`` refuses versions it does not know.
 FORMAT_VERSION = 1
+#: The metadata keys of mnn's own entries start with this; a caller's keys may not.
+RESERVED_PREFIX = "mnn."
 OPTIMIZER_PREFIX = "optimizer/"
 #: safetensors dtype names that mnn stores, and their NumPy dtypes.
 DTYPES = {"F64": np.dtype("float64"), "F32": np.dtype("float32"), "F16": np.dtype("float16")}
 
 
-def save(model: BaseLayer, path: Path, optimizer: Optimizer | None = None) -> None:
+def save(model: BaseLayer, path: Path, optimizer: Optimizer | None = None, *,
+         metadata: Mapping[str, str] | None = None) -> None:
     """Write ``model`` (weights and architecture), and ``optimizer`` if given, to ``path``.
 
-    The model's arrays may live on any backend and device; they are copied to the
-    host. The write is atomic: if it fails, the file at ``path`` is left unchanged.
+    ``metadata``: the caller's own entries, strings under keys that do not start with
+    ``mnn.``, written in the same file (``load(path, with_metadata=True)`` returns
+    them). The model's arrays may live on any backend and device; they are copied to
+    the host. The write is atomic: if it fails, the file at ``path`` is left unchanged.
     """
     from safetensors.numpy import save as safetensors_bytes  # here: import mnn stays cheap
 
     path = os.fspath(path)
     tensors = {name: _host(value) for name, value in model.state_dict().items()}
-    metadata = {"mnn.format_version": str(FORMAT_VERSION), "mnn.version": __version__,
+    metadata = {**_callers_metadata(metadata),
+                "mnn.format_version": str(FORMAT_VERSION), "mnn.version": __version__,
                 "mnn.model": _to_json(model.config(), "the model's config()")}
     if optimizer is not None:
         if optimizer.model is not model:
@@ -98,13 +110,25 @@ def save(model: BaseLayer, path: Path, optimizer: Optimizer | None = None) -> No
 
 
 @overload
-def load(path: Path, with_optimizer: Literal[False] = False) -> BaseLayer: ...
+def load(path: Path, with_optimizer: Literal[False] = False, *,
+         with_metadata: Literal[False] = False) -> BaseLayer: ...
 @overload
-def load(path: Path, with_optimizer: Literal[True]) -> tuple[BaseLayer, Optimizer]: ...
+def load(path: Path, with_optimizer: Literal[True], *,
+         with_metadata: Literal[False] = False) -> tuple[BaseLayer, Optimizer]: ...
+@overload
+def load(path: Path, with_optimizer: Literal[False] = False, *, with_metadata: Literal[True]
+         ) -> tuple[BaseLayer, dict[str, str]]: ...
+@overload
+def load(path: Path, with_optimizer: Literal[True], *, with_metadata: Literal[True]
+         ) -> tuple[BaseLayer, Optimizer, dict[str, str]]: ...
 
 
-def load(path: Path, with_optimizer: bool = False) -> BaseLayer | tuple[BaseLayer, Optimizer]:
-    """The model saved at ``path``, or ``(model, optimizer)`` with ``with_optimizer=True``.
+def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = False
+         ) -> (BaseLayer | tuple[BaseLayer, Optimizer] | tuple[BaseLayer, dict[str, str]]
+               | tuple[BaseLayer, Optimizer, dict[str, str]]):
+    """The model saved at ``path``, or ``(model, optimizer)`` with ``with_optimizer=True``;
+    ``with_metadata=True`` adds the caller's metadata (a dict, ``{}`` when ``save`` was
+    given none) at the end: ``(model, metadata)``, ``(model, optimizer, metadata)``.
 
     The model is rebuilt from its stored config and comes back on the host as NumPy
     arrays of the stored dtype; move it with ``model.to(...)`` (the optimizer's state
@@ -139,14 +163,15 @@ def load(path: Path, with_optimizer: bool = False) -> BaseLayer | tuple[BaseLaye
                               f"per model")
     if dtypes:
         model.to(xp="numpy", device="cpu", dtype=dtypes[0])
+    callers = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_PREFIX)}
     if not with_optimizer:
-        return model
+        return (model, callers) if with_metadata else model
     for key in optimizer_tensors:
         name, _, entry = key.removeprefix(OPTIMIZER_PREFIX).rpartition("/")
         state.setdefault(name, {})[entry] = tensors[key]
     _check(path, optimizer.load_state_dict,
            {"type": optimizer.name, "args": optimizer.config()["args"], "state": state})
-    return model, optimizer
+    return (model, optimizer, callers) if with_metadata else (model, optimizer)
 
 
 def _optimizer(path, metadata, model, tensors):
@@ -219,6 +244,23 @@ def _sorted_header(data: bytes) -> bytes:
 def _host(array) -> np.ndarray:
     # C order, as safetensors writes it; not np.ascontiguousarray, which makes a 0-d array 1-d.
     return np.asarray(to_host(array), order="C")
+
+
+def _callers_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """``save``'s ``metadata`` argument: strings under keys outside mnn's own (``mnn.``)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ArgumentTypeError(f"mnn.save: expected metadata to be a mapping of str to str, "
+                                f"got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ArgumentTypeError(f"mnn.save: expected metadata to map str to str, got "
+                                    f"{key!r}: {type(value).__name__}")
+        if key.startswith(RESERVED_PREFIX):
+            raise ArgumentError(f"mnn.save: metadata key {key!r} starts with "
+                                f"{RESERVED_PREFIX!r}, which mnn keeps for its own entries")
+    return dict(metadata)
 
 
 def _to_json(value, what: str) -> str:
