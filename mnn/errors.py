@@ -57,6 +57,14 @@ class MissingFunctionError(MnnError, NotImplementedError):
     """The array library lacks a function the layer needs (``erf`` for the exact GELU)."""
 
 
+class NonFiniteError(MnnError, FloatingPointError):
+    """Numbers that must be finite are not: NaN or infinite logits or probabilities.
+
+    ``FloatingPointError`` is what NumPy raises for an invalid value under
+    ``np.errstate(invalid="raise")``.
+    """
+
+
 def describe(array) -> str:
     """A short description of what arrived: type, dtype, shape, device."""
     if not hasattr(array, "shape") or not hasattr(array, "dtype"):
