@@ -5,18 +5,33 @@ group checks arrays: ``check_inputs`` and ``check_gradients`` are what
 ``BaseLayer.forward`` and ``backward`` run, from what the layer declared
 (``Expected``). The second checks constructor arguments, so that a bad one fails
 where it is given, not at the first forward (or, from a checkpoint, after
-gigabytes were allocated).
+gigabytes were allocated): a bad value raises ``ArgumentError`` (an mnn error and
+a ``ValueError``), a bad type ``ArgumentTypeError`` (also a ``TypeError``), and
+parameters too large for the machine ``AllocationError`` (also a ``MemoryError``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+import operator
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
 from array_api_compat import array_namespace, device
 
-from mnn.errors import DTypeError, LabelError, PlacementError, ShapeError, describe
+from mnn.errors import (
+    AllocationError,
+    ArgumentError,
+    ArgumentTypeError,
+    DTypeError,
+    LabelError,
+    PlacementError,
+    ShapeError,
+    describe,
+)
 from mnn.types import Namespace
 
 # --- arrays ---------------------------------------------------------------------------------
@@ -168,44 +183,135 @@ def check_same_placement(layer, array, reference, what: str, reference_what: str
 
 
 def positive_int(owner: str, name: str, value) -> int:
-    """``value`` if it is an int >= 1 (``True`` is not a size), else a ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: expected {name} to be a positive int, got {value!r}")
-    return value
+    """``value`` as a Python int if it is an integer >= 1, else an ``ArgumentError``.
+
+    Any integer counts, a NumPy one too (``operator.index`` takes what indexes a
+    list); ``True`` is not a size. The result is a Python int, so that a layer's
+    config stays JSON.
+    """
+    count = integer(owner, name, value, "a positive int")
+    if count < 1:
+        raise ArgumentError(f"{owner}: expected {name} to be a positive int, got {value!r}")
+    return count
 
 
 def integer_axis(owner: str, value) -> int:
     """An axis is an int (negative counts from the end); its range is checked at forward."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{owner}: expected axis to be an int, got {value!r}")
+    return integer(owner, "axis", value, "an int")
+
+
+def integer(owner: str, name: str, value, wanted: str) -> int:
+    """``value`` as a Python int (from an int or a NumPy integer, not a bool), else an
+    ``ArgumentTypeError`` saying that ``name`` should be ``wanted``."""
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise ArgumentTypeError(f"{owner}: expected {name} to be {wanted}, got {value!r}")
+
+
+def sample_shape_of(owner: str, value, name: str = "sample_shape") -> tuple[int, ...]:
+    """A sample shape: a tuple or list of positive ints (``()``: not checked)."""
+    if not isinstance(value, (tuple, list)):
+        raise ArgumentTypeError(f"{owner}: expected {name} to be a tuple of positive ints, "
+                                f"got {value!r}")
+    return tuple(positive_int(owner, f"every entry of {name}", v) for v in value)
+
+
+def flag(owner: str, name: str, value) -> bool:
+    """``value`` if it is True or False (a NumPy bool too, returned as a Python bool)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{owner}: expected {name} to be True or False, got {value!r}")
+    return bool(value)
+
+
+def one_of(owner: str, name: str, value, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``: ``expected init='he' or init='glorot'``."""
+    if not isinstance(value, str) or value not in choices:
+        wanted = " or ".join(f"{name}={choice!r}" for choice in choices)
+        raise ArgumentError(f"{owner}: expected {wanted}, got {value!r}")
     return value
 
 
-def sample_shape_of(owner: str, value) -> tuple[int, ...]:
-    """A sample shape: a tuple or list of positive ints (``()``: not checked)."""
-    if not isinstance(value, (tuple, list)):
-        raise ValueError(f"{owner}: expected sample_shape to be a tuple of positive ints, "
-                         f"got {value!r}")
-    return tuple(positive_int(owner, "every entry of sample_shape", v) for v in value)
+def real_number(value) -> float | None:
+    """``value`` as a Python float if it is a real number (an int, a float, a NumPy scalar,
+    a 0-d array; not a bool, nor a string that ``float`` would read), else None."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def finite_non_negative(owner: str, name: str, value) -> float:
     """A hyperparameter such as a learning rate: a real number, finite and >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # NumPy scalars, 0-d arrays
-        except (TypeError, ValueError):
-            raise ValueError(f"{owner}: expected {name} to be a number, got {value!r}") from None
-    value = float(value)
-    if not math.isfinite(value) or value < 0.0:
-        raise ValueError(f"{owner}: expected {name} to be finite and >= 0, got {value}")
-    return value
+    number = real_number(value)
+    if number is None:
+        raise ArgumentTypeError(f"{owner}: expected {name} to be a number, got {value!r}")
+    if not math.isfinite(number) or number < 0.0:
+        raise ArgumentError(f"{owner}: expected {name} to be finite and >= 0, got {number}")
+    return number
+
+
+def probability(owner: str, name: str, value) -> float:
+    """A probability (dropout's ``p``): a real number in [0, 1]."""
+    number = real_number(value)
+    message = f"{owner}: expected a probability {name} in [0, 1], got {value!r}"
+    if number is None:
+        raise ArgumentTypeError(message)
+    if not 0.0 <= number <= 1.0:  # nan fails both comparisons
+        raise ArgumentError(message)
+    return number
+
+
+@contextlib.contextmanager
+def allocating(owner: str, *shapes: tuple[int, ...]) -> Iterator[None]:
+    """Around the making of parameters of ``shapes`` (float64 arrays on the host): refuse
+    them before they are made if together they exceed this machine's memory, and turn a
+    ``MemoryError`` while they are made (an address-space limit, say) into the same
+    ``AllocationError``, naming the shapes and the bytes.
+
+    Refusing first matters where the system promises memory it does not have
+    (overcommit): the allocation succeeds, and filling it ends the process.
+    """
+    size = sum(math.prod(shape) for shape in shapes) * 8  # float64: 8 bytes an entry
+    memory = physical_memory()
+
+    def error(why: str) -> AllocationError:
+        listed = " and ".join(str(tuple(shape)) for shape in shapes)
+        return AllocationError(f"{owner}: parameters of shape {listed} need {size:,} bytes "
+                               f"({in_words(size)} in float64), {why}")
+
+    if memory is not None and size > memory:
+        raise error(f"more than the {in_words(memory)} of memory this machine has")
+    try:
+        yield
+    except MemoryError:
+        raise error("and the allocation failed (MemoryError)") from None
+
+
+def physical_memory() -> int | None:
+    """The bytes of memory this machine has, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows), or no such name
+        return None
+
+
+def in_words(size: int) -> str:
+    """A byte count as people read it: ``7.3 TiB``, ``512 bytes``."""
+    for unit, power in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 2**power:
+            return f"{size / 2**power:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def sample_shape_argument(layer, shape: tuple, sample_shape) -> tuple:
     """The one-sample shape from ``*shape`` or the ``sample_shape`` keyword (not both)."""
     if shape and sample_shape is not None:
-        raise ValueError(f"{layer.name}: give the sample shape once, either positionally "
+        raise ArgumentError(f"{layer.name}: give the sample shape once, either positionally "
                          f"{shape} or as sample_shape={sample_shape!r}, not both")
     return sample_shape_of(layer.name, shape if sample_shape is None else sample_shape)
 

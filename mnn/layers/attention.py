@@ -8,7 +8,7 @@ import array_api_compat
 import numpy as np
 
 from mnn.base import BaseLayer, Example
-from mnn.checks import check_same_placement, positive_int
+from mnn.checks import check_same_placement, flag, positive_int
 from mnn.errors import DTypeError, ShapeError, describe
 from mnn.initializers import host_generator
 from mnn.layers.linear import LinearLayer
@@ -133,13 +133,10 @@ class MultiHeadAttention(BaseLayer):
                  output_projection: bool = False, causal: bool = False,
                  rng: Seed = None) -> None:
         super().__init__()
-        positive_int(self.name, "d", d)
-        positive_int(self.name, "heads", heads)
-        for flag, value in (("bias", bias), ("output_projection", output_projection),
-                            ("causal", causal)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{self.name}: expected {flag} to be True or False, "
-                                 f"got {value!r}")
+        d, heads = positive_int(self.name, "d", d), positive_int(self.name, "heads", heads)
+        bias = flag(self.name, "bias", bias)
+        output_projection = flag(self.name, "output_projection", output_projection)
+        causal = flag(self.name, "causal", causal)
         self.d, self.heads, self.features = d, heads, d * heads
         self.bias, self.output_projection, self.causal = bias, output_projection, causal
         generator = host_generator(rng)

@@ -61,7 +61,7 @@ class CrossEntropyLossLayer(BaseLayer):
         self.sample_shape = sample_shape_argument(self, shape, sample_shape)
         self.axis = integer_axis(self.name, axis)
         expect_sample_shape(self, self.sample_shape, min_rank=2)
-        self.expect_feedbacks("labels", class_axis=axis)
+        self.expect_feedbacks("labels", class_axis=self.axis)
 
     @classmethod
     def example(cls, rng: np.random.Generator) -> Example:

@@ -6,6 +6,7 @@ import numpy as np
 
 from mnn.backends import Placement
 from mnn.base import BaseLayer, Example
+from mnn.checks import probability
 from mnn.initializers import host_generator
 from mnn.types import Seed
 
@@ -57,9 +58,7 @@ class Dropout(BaseLayer):
 
     def __init__(self, p: float = 0.5, *, rng: Seed = None) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"{self.name}: expected a probability p in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = probability(self.name, "p", p)
         self.seed = int(host_generator(rng).integers(2**63))
         self.draws = 0  # masks drawn so far
         self.expect_inputs()

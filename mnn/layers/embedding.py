@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnn.backends import to_host
 from mnn.base import BaseLayer, Example
-from mnn.checks import positive_int
+from mnn.checks import allocating, positive_int
 from mnn.errors import LabelError
 from mnn.initializers import host_generator, normal
 from mnn.types import Seed
@@ -55,10 +56,12 @@ class Embedding(BaseLayer):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, *, rng: Seed = None) -> None:
         super().__init__()
-        positive_int(self.name, "num_embeddings", num_embeddings)
-        positive_int(self.name, "embedding_dim", embedding_dim)
+        num_embeddings = positive_int(self.name, "num_embeddings", num_embeddings)
+        embedding_dim = positive_int(self.name, "embedding_dim", embedding_dim)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.add_param("w", normal((num_embeddings, embedding_dim), 1.0, host_generator(rng)))
+        shape = (num_embeddings, embedding_dim)
+        with allocating(self.name, shape):
+            self.add_param("w", normal(shape, 1.0, host_generator(rng)))
         self.expect_inputs(kind="integral")
 
     @classmethod
@@ -72,8 +75,9 @@ class Embedding(BaseLayer):
             ids = xp.astype(ids, xp.int64)
         outside = xp.count_nonzero((ids < 0) | (ids >= self.num_embeddings))
         if int(outside):  # one wait for the device; out-of-range ids are an error, not a clamp
+            given = to_host(inputs)  # as given: a uint64 id of 2**63 is no negative int64
             raise LabelError(f"{self.name}: expected ids in [0, {self.num_embeddings}), got "
-                             f"values from {int(xp.min(ids))} to {int(xp.max(ids))}")
+                             f"values from {given.min()} to {given.max()}")
         self.save_for_backward(ids)
         rows = xp.take(self.params["w"], ids, axis=0)  # Eq. (1)
         return xp.reshape(rows, (*inputs.shape, self.embedding_dim))

@@ -8,6 +8,7 @@ import numpy as np
 
 from mnn import backends
 from mnn.base import BaseLayer, Example
+from mnn.checks import one_of
 from mnn.errors import MissingFunctionError
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -80,10 +81,7 @@ class GELU(BaseLayer):
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"{self.name}: expected approximate='none' or approximate='tanh', "
-                             f"got {approximate!r}")
-        self.approximate = approximate
+        self.approximate = one_of(self.name, "approximate", approximate, ("none", "tanh"))
         self.expect_inputs()
 
     @classmethod

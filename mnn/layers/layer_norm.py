@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from mnn.base import BaseLayer, Example
-from mnn.checks import finite_non_negative, sample_shape_of
+from mnn.checks import allocating, finite_non_negative, flag, integer, sample_shape_of
+from mnn.errors import ArgumentError
 from mnn.initializers import ones, zeros
 
 
@@ -82,22 +83,23 @@ class LayerNorm(BaseLayer):
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
                  elementwise_affine: bool = True, bias: bool = True) -> None:
         super().__init__()
-        if isinstance(normalized_shape, int) and not isinstance(normalized_shape, bool):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape = sample_shape_of(self.name, normalized_shape)
+        if not isinstance(normalized_shape, (tuple, list)):  # one axis, given as its size
+            normalized_shape = (integer(self.name, "normalized_shape", normalized_shape,
+                                        "a positive int or a tuple of them"),)
+        self.normalized_shape = sample_shape_of(self.name, normalized_shape, "normalized_shape")
         if not self.normalized_shape:
-            raise ValueError(f"{self.name}: expected normalized_shape to name at least one axis, "
-                             f"got {normalized_shape!r}")
+            raise ArgumentError(f"{self.name}: expected normalized_shape to name at least one "
+                                f"axis, got {normalized_shape!r}")
         self.eps = finite_non_negative(self.name, "eps", eps)
-        for flag, value in (("elementwise_affine", elementwise_affine), ("bias", bias)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{self.name}: expected {flag} to be True or False, got {value!r}")
+        elementwise_affine = flag(self.name, "elementwise_affine", elementwise_affine)
+        bias = flag(self.name, "bias", bias)
         self.elementwise_affine, self.bias = elementwise_affine, bias and elementwise_affine
         self.size = math.prod(self.normalized_shape)  # n
         if elementwise_affine:
-            self.add_param("w", ones(self.normalized_shape))
-            if bias:
-                self.add_param("b", zeros(self.normalized_shape))
+            with allocating(self.name, *[self.normalized_shape] * (2 if self.bias else 1)):
+                self.add_param("w", ones(self.normalized_shape))
+                if bias:
+                    self.add_param("b", zeros(self.normalized_shape))
         axes = len(self.normalized_shape)
         self.expect_inputs(min_rank=axes, sizes={i - axes: size for i, size in
                                                   enumerate(self.normalized_shape)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnn.base import BaseLayer, Example
-from mnn.checks import positive_int
+from mnn.checks import allocating, flag, one_of, positive_int
 from mnn.initializers import glorot_uniform, he_uniform, host_generator, zeros
 from mnn.types import Seed
 
@@ -63,22 +63,21 @@ class LinearLayer(BaseLayer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  init: str = "he", rng: Seed = None) -> None:
         super().__init__()
-        positive_int(self.name, "in_features", in_features)
-        positive_int(self.name, "out_features", out_features)
-        if not isinstance(bias, bool):
-            raise ValueError(f"{self.name}: expected bias to be True or False, got {bias!r}")
-        if init not in ("he", "glorot"):
-            raise ValueError(f"{self.name}: expected init='he' or init='glorot', got {init!r}")
+        in_features = positive_int(self.name, "in_features", in_features)
+        out_features = positive_int(self.name, "out_features", out_features)
+        bias = flag(self.name, "bias", bias)
+        init = one_of(self.name, "init", init, ("he", "glorot"))
         self.in_features, self.out_features = in_features, out_features
         self.bias, self.init = bias, init
         generator = host_generator(rng)
         shape = (out_features, in_features)
-        if init == "he":
-            self.add_param("w", he_uniform(shape, in_features, generator))
-        else:
-            self.add_param("w", glorot_uniform(shape, in_features, out_features, generator))
-        if bias:
-            self.add_param("b", zeros((out_features,)))
+        with allocating(self.name, *([shape, (out_features,)] if bias else [shape])):
+            if init == "he":
+                self.add_param("w", he_uniform(shape, in_features, generator))
+            else:
+                self.add_param("w", glorot_uniform(shape, in_features, out_features, generator))
+            if bias:
+                self.add_param("b", zeros((out_features,)))
         self.expect_inputs(min_rank=1, sizes={-1: in_features})
 
     @classmethod

@@ -105,7 +105,7 @@ class NllLossLayer(BaseLayer):
         super().__init__()
         self.axis = integer_axis(self.name, axis)
         self.expect_inputs(min_rank=2)
-        self.expect_feedbacks("labels", class_axis=axis)
+        self.expect_feedbacks("labels", class_axis=self.axis)
 
     @classmethod
     def example(cls, rng: np.random.Generator) -> Example:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnn.base import BaseLayer, Example
-from mnn.errors import ShapeError, describe
+from mnn.errors import ArgumentError, ArgumentTypeError, ShapeError, describe
 from mnn.layers.layer_norm import LayerNorm
 from mnn.layers.linear import LinearLayer
 from mnn.layers.sequential import SequentialLayers
@@ -47,11 +47,11 @@ class Residual(BaseLayer):
     def __init__(self, block: BaseLayer) -> None:
         super().__init__()
         if not isinstance(block, BaseLayer):
-            raise TypeError(f"{self.name}: expected a block (a BaseLayer), got an object of type "
-                            f"{type(block).__name__}")
+            raise ArgumentTypeError(f"{self.name}: expected a block (a BaseLayer), got an object "
+                                    f"of type {type(block).__name__}")
         if block.is_loss:
-            raise ValueError(f"{self.name}: the block {block!r} ends in a loss; x + loss(x) is "
-                             f"not a residual connection")
+            raise ArgumentError(f"{self.name}: the block {block!r} ends in a loss; x + loss(x) "
+                                f"is not a residual connection")
         self.block = block
         self.sublayers = {"block": block}
 

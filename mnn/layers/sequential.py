@@ -9,6 +9,7 @@ from typing import overload
 import numpy as np
 
 from mnn.base import BaseLayer, Example
+from mnn.errors import ArgumentTypeError
 from mnn.layers.cross_entropy_loss import CrossEntropyLossLayer
 from mnn.layers.linear import LinearLayer
 from mnn.layers.relu import ReluLayer
@@ -55,8 +56,9 @@ class SequentialLayers(BaseLayer):
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, BaseLayer):
-                raise TypeError(f"{self.name}: expected layers (BaseLayer instances), got "
-                                f"an object of type {type(layer).__name__} at position {i}")
+                raise ArgumentTypeError(f"{self.name}: expected layers (BaseLayer instances), "
+                                        f"got an object of type {type(layer).__name__} at "
+                                        f"position {i}")
         self.sublayers = {str(i): layer for i, layer in enumerate(self.layers)}
         self._input_grad: bool | None = None  # None: the default that input_grad describes
 

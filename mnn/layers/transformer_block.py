@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mnn.base import Example
-from mnn.checks import positive_int
+from mnn.checks import flag, positive_int, probability
+from mnn.errors import ArgumentError
 from mnn.initializers import host_generator
 from mnn.layers.attention import MultiHeadAttention
 from mnn.layers.dropout import Dropout
@@ -52,13 +53,15 @@ class TransformerBlock(SequentialLayers):
     def __init__(self, d_model: int, heads: int, hidden: int | None = None,
                  dropout: float = 0.0, bias: bool = True, causal: bool = True,
                  approximate: str = "tanh", *, rng: Seed = None) -> None:
-        positive_int(type(self).__name__, "d_model", d_model)
-        positive_int(type(self).__name__, "heads", heads)
+        d_model = positive_int(self.name, "d_model", d_model)
+        heads = positive_int(self.name, "heads", heads)
         if d_model % heads:
-            raise ValueError(f"{type(self).__name__}: expected d_model divisible by heads, got "
-                             f"d_model={d_model} and heads={heads}")
-        width = 4 * d_model if hidden is None else positive_int(type(self).__name__, "hidden",
-                                                                hidden)
+            raise ArgumentError(f"{self.name}: expected d_model divisible by heads, got "
+                                f"d_model={d_model} and heads={heads}")
+        hidden = None if hidden is None else positive_int(self.name, "hidden", hidden)
+        dropout = probability(self.name, "dropout", dropout)
+        bias, causal = flag(self.name, "bias", bias), flag(self.name, "causal", causal)
+        width = 4 * d_model if hidden is None else hidden
         generator = host_generator(rng)
         attention = Residual(SequentialLayers([
             LayerNorm(d_model),

@@ -81,7 +81,7 @@ def test_wrong_normalized_shape_is_a_clear_error(target, rng):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ({"normalized_shape": 0}, "expected every entry of sample_shape to be a positive int"),
+    ({"normalized_shape": 0}, "expected every entry of normalized_shape to be a positive int"),
     ({"normalized_shape": ()}, "expected normalized_shape to name at least one axis"),
     ({"normalized_shape": 4, "eps": -1.0}, "expected eps to be finite and >= 0"),
     ({"normalized_shape": 4, "bias": 1}, "expected bias to be True or False")])
