@@ -7,10 +7,18 @@ import math
 import array_api_compat
 import numpy as np
 
+from mnn import backends
 from mnn.backends import Placement
 from mnn.base import BaseLayer, Example
-from mnn.checks import finite_non_negative, positive_int
-from mnn.errors import ShapeError, describe
+from mnn.checks import check_kind, finite_non_negative, integer, namespace_of, positive_int
+from mnn.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    DTypeError,
+    NonFiniteError,
+    ShapeError,
+    describe,
+)
 from mnn.initializers import host_generator
 from mnn.layers.dropout import Dropout
 from mnn.layers.embedding import Embedding
@@ -125,7 +133,9 @@ class GPT(BaseLayer):
         r"""``prompt`` followed by ``n`` sampled tokens: ids ``(B, T + n)`` (or ``(T + n,)``).
 
         ``prompt`` holds integer ids, ``(B, T)`` or one sequence ``(T,)`` with
-        :math:`T \ge 1`, in the library and on the device of the model. Each new
+        :math:`T \ge 1`, in the library and on the device of the model, in an integer
+        dtype that holds every id of the vocabulary (the new tokens come back in the
+        prompt's dtype; ``uint8`` cannot hold the ids of a vocabulary of 300). Each new
         token is drawn from the model's next-token distribution given the last
         ``context`` tokens:
 
@@ -136,50 +146,87 @@ class GPT(BaseLayer):
         flatter; 0 takes the most likely token, no randomness). ``top_k`` keeps
         only the :math:`k` largest logits (the others get probability 0). The draw
         inverts the distribution function: with :math:`u` uniform on
-        :math:`[0, 1)` (the adapter's ``random_uniform``, seeded by ``rng``: an int
-        or a ``numpy.random.Generator``), the token is the first :math:`j` with
-        :math:`\sum_{l \le j} p_l > u \sum_l p_l`. Everything runs on the model's
-        device, in evaluation mode (no dropout); the mode is restored afterwards.
+        :math:`[0, 1)` (the adapter's ``random_uniform``, ``B`` numbers a step from
+        one generator seeded by ``rng``: an int or a ``numpy.random.Generator``), the
+        token is the first :math:`j` with :math:`\sum_{l \le j} p_l > u \sum_l p_l`.
+        Logits that are NaN or :math:`+\infty` after the division by :math:`\tau`
+        (a model whose weights diverged, or a temperature so small that the quotient
+        overflows the dtype) have no distribution: ``NonFiniteError``, as
+        ``torch.multinomial`` refuses them. Everything runs on the model's device,
+        in evaluation mode (no dropout); the mode is restored afterwards.
         """
-        one_sequence = len(getattr(prompt, "shape", ())) == 1
-        xp = array_api_compat.array_namespace(prompt)
+        owner = f"{self.name}.generate"
+        n, temperature, top_k, rng = self._generate_arguments(n, temperature, top_k, rng)
+        xp = namespace_of(self, prompt, "prompt")
+        check_kind(self, xp, prompt, "integral", "prompt")
+        one_sequence = len(prompt.shape) == 1
         ids = xp.reshape(prompt, (1, -1)) if one_sequence else prompt
-        if n != 0:
-            positive_int(f"{self.name}.generate", "n", n)
-        temperature = finite_non_negative(f"{self.name}.generate", "temperature", temperature)
-        if top_k is not None:
-            positive_int(f"{self.name}.generate", "top_k", top_k)
         if len(ids.shape) != 2 or ids.shape[1] == 0:
-            raise ShapeError(f"{self.name}.generate: expected a prompt of at least one token, "
+            raise ShapeError(f"{owner}: expected a prompt of at least one token, "
                              f"shape (B, T) or (T,), got {describe(prompt)}")
-        seed: Seed = rng
-        if rng is None:
-            seed = int(host_generator().integers(2**31))  # mnn.manual_seed decides
-        else:
-            host_generator(rng)  # an int seed or a numpy Generator, or a clear TypeError
+        if xp.iinfo(ids.dtype).max < self.vocab_size - 1:
+            raise DTypeError(f"{owner}: expected a prompt whose dtype holds every id of the "
+                             f"vocabulary (up to {self.vocab_size - 1}), got "
+                             f"{describe(prompt)}, whose largest value is "
+                             f"{xp.iinfo(ids.dtype).max}; give the prompt as int64")
         where = Placement.of(ids)
-        uniform = None  # (n, B) draws, made at the first step in the logits' dtype
+        draws = where.backend.generator(int(rng), where.device) if isinstance(
+            rng, (int, np.integer)) else rng  # one generator for every step's draws
         modes = [(layer, layer.training) for _, layer in self.named_layers()]
         self.eval()
         try:
-            for step in range(n):
+            for _ in range(n):
                 window = ids[:, max(ids.shape[1] - self.context, 0):]  # the last context
                 logits = self.forward(window)[:, -1, :]
-                if uniform is None:
-                    uniform = where.backend.random_uniform((n, ids.shape[0]), seed, where.device,
-                                                           logits.dtype)
-                token = self._sample(xp, logits, uniform[step, :], temperature, top_k)
+                uniform = None if temperature == 0.0 else where.backend.random_uniform(
+                    (ids.shape[0],), draws, where.device, logits.dtype)
+                token = self._sample(xp, logits, uniform, temperature, top_k)
                 ids = xp.concat([ids, xp.astype(xp.reshape(token, (-1, 1)), ids.dtype)], axis=1)
         finally:
             for layer, mode in modes:
                 layer.training = mode
         return xp.reshape(ids, (-1,)) if one_sequence else ids
 
+    def _generate_arguments(self, n, temperature, top_k, rng) -> tuple:
+        """``generate``'s arguments, checked: ``(n, temperature, top_k, seed)``, the seed an
+        int or a ``numpy.random.Generator`` (drawn from mnn's global one when ``rng`` is None,
+        so that ``mnn.manual_seed`` decides)."""
+        owner = f"{self.name}.generate"
+        n = integer(owner, "n", n, "an int >= 0")
+        if n < 0:
+            raise ArgumentError(f"{owner}: expected n to be an int >= 0, got {n}")
+        temperature = finite_non_negative(owner, "temperature", temperature)
+        if top_k is not None:
+            top_k = positive_int(owner, "top_k", top_k)
+        try:
+            generator = host_generator(rng)
+        except TypeError as error:
+            raise ArgumentTypeError(f"{owner}: {error}") from None
+        seed = int(generator.integers(2**31)) if rng is None else rng
+        return n, temperature, top_k, seed
+
     def _sample(self, xp, logits, uniform, temperature: float, top_k: int | None):
-        """One token per row of ``logits`` ``(B, V)``, by ``generate``'s rule."""
+        """One token per row of ``logits`` ``(B, V)``, by ``generate``'s rule (``uniform``:
+        ``B`` draws, None for ``temperature`` 0)."""
+        if temperature != 0.0:
+            with np.errstate(over="ignore"):  # NumPy's warning: an overflow is refused below
+                logits = logits / temperature
+        largest = xp.max(logits, axis=-1)  # NaN where a row holds NaN: max propagates NaN
+        finite = xp.isfinite(largest)
+        if not bool(xp.all(finite)):
+            rows = np.flatnonzero(~backends.to_host(finite)).tolist()
+            divided, hint = "", " (NaN weights give NaN logits)"
+            if temperature != 0.0:
+                divided = f" divided by the temperature {temperature:g}"
+                hint = (" (NaN weights give NaN logits, and a temperature near 0 overflows "
+                        "the dtype: temperature=0 takes the most likely token)")
+            raise NonFiniteError(
+                f"{self.name}.generate: the next-token logits{divided} of {len(rows)} of "
+                f"{logits.shape[0]} sequences (the first: sequence {rows[0]}) are NaN or +inf, "
+                f"or all -inf, in {logits.dtype}: there is no distribution to sample "
+                f"from{hint}")
         if temperature == 0.0:
             return xp.argmax(logits, axis=-1)
-        logits = logits / temperature
         if top_k is not None and top_k < logits.shape[-1]:
             kth = xp.sort(logits, axis=-1, descending=True)[:, top_k - 1:top_k]
             logits = xp.where(logits < kth, -math.inf, logits)

@@ -1,10 +1,13 @@
 """GPT: the same model as torch.nn trains to the same weights; causality, sampling, checkpoints."""
 
+import math
+
 import numpy as np
 import pytest
 from helpers import import_benchmark
 
 import mnn
+from mnn.errors import NonFiniteError
 
 SMALL = {"vocab_size": 11, "context": 8, "d_model": 16, "heads": 2, "layers": 2}
 
@@ -110,13 +113,93 @@ def test_sampling_follows_the_distribution(rng):
         np.testing.assert_allclose(frequencies, p, atol=0.015)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ({"n": -1}, "expected n to be a positive int"),
-    ({"n": 2, "temperature": -1.0}, "expected temperature to be finite and >= 0"),
-    ({"n": 2, "top_k": 0}, "expected top_k to be a positive int")])
-def test_bad_generate_arguments_are_a_clear_error(args, message):
-    with pytest.raises(ValueError, match=rf"GPT.generate: {message}"):
+@pytest.mark.parametrize(("args", "error", "message"), [
+    ({"n": -1}, ValueError, "expected n to be an int >= 0, got -1"),
+    ({"n": "x"}, TypeError, "expected n to be an int >= 0, got 'x'"),
+    ({"n": 2, "temperature": -1.0}, ValueError, "expected temperature to be finite and >= 0"),
+    ({"n": 2, "temperature": float("nan")}, ValueError, "expected temperature to be finite"),
+    ({"n": 2, "top_k": 0}, ValueError, "expected top_k to be a positive int"),
+    ({"n": 2, "rng": "x"}, TypeError, "rng: expected a non-negative int seed or a numpy")])
+def test_bad_generate_arguments_are_mnn_errors_and_python_errors(args, error, message):
+    """``except mnn.MnnError`` and Python's convention (ValueError for a value, TypeError for
+    a type) both catch them."""
+    with pytest.raises(mnn.MnnError, match=rf"GPT.generate: {message}") as raised:
         small_gpt().generate(np.array([1]), **args)
+    assert isinstance(raised.value, error)
+
+
+def test_counts_and_seeds_may_be_numpy_integers():
+    model = small_gpt()
+    out = model.generate(np.array([1, 2]), np.int64(3), rng=np.int64(4))
+    np.testing.assert_array_equal(out, model.generate(np.array([1, 2]), 3, rng=4))
+    np.testing.assert_array_equal(model.generate(np.array([1, 2]), 0), [1, 2])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_a_prompt_dtype_that_cannot_hold_the_vocabulary_is_refused(target, dtype):
+    """A vocabulary of 300: a sampled 275 would wrap to 19 in uint8, and to -81 in int8."""
+    model = small_gpt(vocab_size=300).to(xp=target.backend.name, device=target.device_name)
+    with pytest.raises(mnn.DTypeError, match=rf"GPT.generate: expected a prompt whose dtype "
+                                             rf"holds every id of the vocabulary \(up to 299\), "
+                                             rf"got .* dtype .*{dtype}.*give the prompt as int64"):
+        model.generate(target.asarray(np.array([1, 2], dtype=dtype)), 20, rng=0)
+
+
+def test_a_prompt_dtype_that_holds_the_vocabulary_keeps_it(target):
+    model = small_gpt(vocab_size=300).to(xp=target.backend.name, device=target.device_name)
+    prompt = target.asarray(np.array([[1, 2], [3, 4]], dtype=np.int16))
+    out = model.generate(prompt, 30, temperature=2.0, rng=0)
+    assert out.dtype == prompt.dtype
+    host = target.to_host(out)
+    assert host.min() >= 0 and host.max() < 300 and host.max() >= 256  # ids past uint8's
+
+
+def test_nan_weights_stop_sampling_and_greedy_decoding(target):
+    """Token 0 is no answer to NaN logits: torch.multinomial raises, and so does generate."""
+    model = small_gpt()
+    model.head.params["w"][3, 0] = np.nan
+    model.to(xp=target.backend.name, device=target.device_name)
+    prompt = target.asarray(np.array([[1, 2], [3, 4]]))
+    for temperature in (1.0, 0.0):
+        with pytest.raises(NonFiniteError, match=r"GPT.generate: the next-token logits.* of 2 "
+                                                 r"of 2 sequences \(the first: sequence 0\) "
+                                                 r"are NaN or \+inf"):
+            model.generate(prompt, 3, temperature=temperature, rng=0)
+
+
+def test_a_temperature_that_overflows_float32_is_refused(target):
+    """1e-39 is a float32 subnormal: the logits divided by it overflow to +inf."""
+    model = small_gpt().to(xp=target.backend.name, device=target.device_name, dtype="float32")
+    prompt = target.asarray(np.array([1, 2]))
+    with pytest.raises(NonFiniteError, match=r"divided by the temperature 1e-39 .*float32.* "
+                                             r"temperature=0 takes the most likely token"):
+        model.generate(prompt, 3, temperature=1e-39, rng=0)
+    assert model.generate(prompt, 3, temperature=1e-30, rng=0).shape == (5,)  # no overflow
+
+
+@pytest.mark.parametrize("row", [[0.0, math.inf, 1.0], [0.0, math.nan, 1.0], [-math.inf] * 3])
+def test_logits_without_a_distribution_are_refused(row):
+    xp = mnn.backends.get("numpy").namespace()
+    with pytest.raises(NonFiniteError, match=r"are NaN or \+inf, or all -inf"):
+        small_gpt()._sample(xp, np.array([[0.0, 1.0, 2.0], row]), np.array([0.5, 0.5]), 1.0,
+                            None)
+
+
+def test_each_step_draws_its_own_random_numbers(target, monkeypatch):
+    """B numbers a step, not n x B up front (a sample of 10^9 tokens asked for 7.45 GiB at the
+    first step); the draws of successive steps differ."""
+    shapes = []
+    draw = target.backend.random_uniform
+
+    def recording(shape, *args, **kwargs):
+        shapes.append(tuple(shape))
+        return draw(shape, *args, **kwargs)
+
+    monkeypatch.setattr(target.backend, "random_uniform", recording)
+    model = small_gpt().to(xp=target.backend.name, device=target.device_name)
+    out = target.to_host(model.generate(target.asarray(np.array([[1], [2], [3]])), 12, rng=0))
+    assert shapes == [(3,)] * 12
+    assert len(set(out[:, 1:].reshape(-1).tolist())) > 3  # not one draw repeated
 
 
 def test_an_empty_prompt_is_a_clear_error():
