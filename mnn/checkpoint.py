@@ -33,7 +33,33 @@ before a single tensor is read. So a 1 KB file that asks for a 20000 x 20000
 layer costs nothing and gets a ``CheckpointError``, as do configs nested too
 deep, constructor arguments a layer refuses, dtypes mnn does not keep (bfloat16,
 integers), files that are not regular files (a FIFO, ``/dev/null``) and
-optimizer state that makes no sense (a negative step count).
+optimizer state that makes no sense (a negative step count). The whole structure
+is bounded too: ``build`` creates at most ``mnn.serialization.MAX_LAYERS`` layers,
+so a few bytes of config that ask for a billion transformer blocks stop there.
+
+What else ``load`` refuses, each with a ``CheckpointError`` that names the file:
+
+* No file at the path: ``CheckpointNotFoundError``, which is a ``CheckpointError``
+  and a ``FileNotFoundError`` (``except MnnError`` and ``except FileNotFoundError``
+  both catch it).
+* A checkpoint too big for the memory this process may take: the ``MemoryError``
+  becomes a ``CheckpointError`` that says how big the file is.
+* NaN or inf in a tensor it loads (a weight, or optimizer state with
+  ``with_optimizer=True``): the message names the tensors and counts their NaN and
+  inf values. A model with such weights computes NaN everywhere, and evaluating
+  one prints an accuracy that means nothing, so the default is to refuse rather
+  than warn; ``load(path, allow_nonfinite=True)`` loads it anyway, to look at a
+  run that diverged.
+
+Why ``save`` warns about some layer types: ``load`` finds a type by its class name
+among the classes the loading process has defined (or declared by entry point).
+A class defined in ``__main__`` (a script, a notebook) or inside a function exists
+in another process only if that process runs the same code first. ``save`` writes
+the file and warns (``mnn.errors.CheckpointWarning``), naming each such type and
+how to make it loadable anywhere: define it in a module that the loading code
+imports, or declare it in the entry point group ``mnn.layers``. It does not
+refuse: the process that defined the class, or one that runs the same script,
+loads the file.
 
 Why the write is atomic: ``mnn.files.atomic_write`` writes a temporary file in
 the same directory, fsyncs it and renames it over the old checkpoint in one
@@ -51,6 +77,7 @@ import json
 import os
 import stat
 import struct
+import warnings
 from collections.abc import Mapping
 from typing import Literal, overload
 
@@ -58,7 +85,16 @@ import numpy as np
 
 from mnn.backends import to_host
 from mnn.base import BaseLayer
-from mnn.errors import ArgumentError, ArgumentTypeError, CheckpointError
+from mnn.checks import in_words
+from mnn.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointWarning,
+    listing,
+    plural,
+)
 from mnn.files import atomic_write
 from mnn.initializers import skip_init
 from mnn.optim import Optimizer
@@ -107,23 +143,29 @@ def save(model: BaseLayer, path: Path, optimizer: Optimizer | None = None, *,
         stored = {"type": state["type"], "args": state["args"], "scalars": scalars}
         metadata["mnn.optimizer"] = _to_json(stored, "the optimizer's state")
     atomic_write(path, _sorted_header(safetensors_bytes(tensors, metadata=metadata)))
+    _warn_about_types_unknown_elsewhere(model, path)
 
 
 @overload
 def load(path: Path, with_optimizer: Literal[False] = False, *,
-         with_metadata: Literal[False] = False) -> BaseLayer: ...
+         with_metadata: Literal[False] = False,
+         allow_nonfinite: bool = False) -> BaseLayer: ...
 @overload
 def load(path: Path, with_optimizer: Literal[True], *,
-         with_metadata: Literal[False] = False) -> tuple[BaseLayer, Optimizer]: ...
+         with_metadata: Literal[False] = False,
+         allow_nonfinite: bool = False) -> tuple[BaseLayer, Optimizer]: ...
 @overload
-def load(path: Path, with_optimizer: Literal[False] = False, *, with_metadata: Literal[True]
+def load(path: Path, with_optimizer: Literal[False] = False, *, with_metadata: Literal[True],
+         allow_nonfinite: bool = False
          ) -> tuple[BaseLayer, dict[str, str]]: ...
 @overload
-def load(path: Path, with_optimizer: Literal[True], *, with_metadata: Literal[True]
+def load(path: Path, with_optimizer: Literal[True], *, with_metadata: Literal[True],
+         allow_nonfinite: bool = False
          ) -> tuple[BaseLayer, Optimizer, dict[str, str]]: ...
 
 
-def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = False
+def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = False,
+         allow_nonfinite: bool = False
          ) -> (BaseLayer | tuple[BaseLayer, Optimizer] | tuple[BaseLayer, dict[str, str]]
                | tuple[BaseLayer, Optimizer, dict[str, str]]):
     """The model saved at ``path``, or ``(model, optimizer)`` with ``with_optimizer=True``;
@@ -135,7 +177,8 @@ def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = Fals
     follows the parameters at its next ``step``). A file that is corrupt, truncated,
     not an mnn checkpoint, or whose arrays do not fit its config raises
     ``CheckpointError``, which names the file and lists what does not fit; nothing
-    is allocated for the model before its shapes were checked.
+    is allocated for the model before its shapes were checked. So does a tensor
+    that holds NaN or inf, unless ``allow_nonfinite=True``.
     """
     from safetensors import SafetensorError, safe_open  # here: import mnn stays cheap
 
@@ -152,11 +195,18 @@ def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = Fals
             optimizer_tensors = {k: v for k, v in shapes.items() if k not in weights}
             if with_optimizer:
                 optimizer, state = _optimizer(path, metadata, model, optimizer_tensors)
-            tensors = {key: file.get_tensor(key) for key in shapes}
+            used = shapes if with_optimizer else weights
+            tensors = {key: file.get_tensor(key) for key in used}
+        if not allow_nonfinite:
+            _check_finite(path, tensors)
+        _check(path, load_weights, model, {k: tensors[k] for k in weights})
     except SafetensorError as error:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or "
                               f"truncated?): {error}") from None
-    _check(path, load_weights, model, {k: tensors[k] for k in weights})
+    except MemoryError:  # safetensors maps the whole file; the arrays are copied from there
+        size = os.path.getsize(path)
+        raise CheckpointError(f"{path}: a checkpoint of {in_words(size)} ({size} bytes) is "
+                              f"more than this process can hold in memory") from None
     dtypes = sorted({str(dtype) for _, dtype in weights.values()})
     if len(dtypes) > 1:
         raise CheckpointError(f"{path}: the weights mix dtypes {dtypes}; mnn keeps one dtype "
@@ -201,7 +251,7 @@ def _check_regular_file(path: str) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such checkpoint file") from None
+        raise CheckpointNotFoundError(f"{path}: no such checkpoint file") from None
     if stat.S_ISDIR(mode):
         raise CheckpointError(f"{path}: a directory, not a checkpoint file")
     if not stat.S_ISREG(mode):
@@ -230,6 +280,34 @@ def _shape_and_dtype(path: str, file, key: str) -> tuple[tuple[int, ...], np.dty
         raise CheckpointError(f"{path}: tensor {key!r} has dtype {name}; mnn stores "
                               f"{', '.join(DTYPES)} (float64, float32, float16)")
     return tuple(piece.get_shape()), DTYPES[name]
+
+
+def _check_finite(path: str, tensors: dict[str, np.ndarray]) -> None:
+    """Refuse tensors with NaN or inf in one line that names them (see the module doc)."""
+    found = [f"{key!r} holds {int(np.isnan(value).sum())} NaN and "
+             f"{int(np.isinf(value).sum())} inf of its {value.size} values"
+             for key, value in tensors.items() if not np.isfinite(value).all()]
+    if found:
+        raise CheckpointError(f"{path}: NaN or inf in {plural(len(found), 'tensor')}"
+                              + listing(found, separator="; ")
+                              + "; a model with them computes NaN, so load refuses it "
+                                "(mnn.load(path, allow_nonfinite=True) loads it anyway)")
+
+
+def _warn_about_types_unknown_elsewhere(model: BaseLayer, path: str) -> None:
+    """Warn about layer types that a process loading ``path`` knows only if it runs the
+    code that defined them: classes of ``__main__`` or of a function (see the module doc)."""
+    classes = {type(layer) for _, layer in model.named_layers()}
+    local = sorted(f"{cls.__name__} ({cls.__module__}.{cls.__qualname__})" for cls in classes
+                   if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__)
+    if local:
+        warnings.warn(
+            f"mnn.save: {path}: the layer {'types' if len(local) > 1 else 'type'} "
+            f"{', '.join(local)} {'are' if len(local) > 1 else 'is'} defined in a script or "
+            f"inside a function; mnn.load in another process knows such a type only if it "
+            f"runs that code first. To load the file anywhere, define the class in a module "
+            f"that the loading code imports, or declare it in the entry point group "
+            f"'mnn.layers'", CheckpointWarning, stacklevel=3)
 
 
 def _sorted_header(data: bytes) -> bytes:

@@ -2,7 +2,18 @@
 
 Every class also derives from the built-in exception a Python user would expect
 (``ValueError``, ``TypeError``, ``RuntimeError``), so ``except ValueError`` still works.
+
+An error that finds several problems lists them one a line, at most ``MAX_LISTED``
+(``listing``): a file that misfits in a thousand ways gets a message of a few lines
+that says how many more there are, not a megabyte of text.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: How many problems one error message lists; the rest are counted.
+MAX_LISTED = 10
 
 
 class MnnError(Exception):
@@ -53,6 +64,16 @@ class CheckpointError(MnnError, ValueError):
     """A checkpoint or state dict does not fit the model."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No file at a checkpoint's path: caught by ``except MnnError`` and by
+    ``except FileNotFoundError`` alike."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint is written, but loading it may fail or mislead (a layer type that
+    another process cannot know)."""
+
+
 class MissingFunctionError(MnnError, NotImplementedError):
     """The array library lacks a function the layer needs (``erf`` for the exact GELU)."""
 
@@ -63,6 +84,20 @@ class NonFiniteError(MnnError, FloatingPointError):
     ``FloatingPointError`` is what NumPy raises for an invalid value under
     ``np.errstate(invalid="raise")``.
     """
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 problem"``, ``"3 problems"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def listing(problems: Sequence[str], limit: int = MAX_LISTED, separator: str = "\n  ") -> str:
+    """The first ``limit`` problems, then one entry that counts the others; each entry
+    after ``separator`` (by default a new, indented line)."""
+    shown = [*problems[:limit]]
+    if len(problems) > limit:
+        shown.append(f"... and {len(problems) - limit} more")
+    return "".join(separator + entry for entry in shown)
 
 
 def describe(array) -> str:

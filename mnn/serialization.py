@@ -14,6 +14,14 @@ when it is defined, and packages add theirs through an entry point) and nowhere
 else: no ``eval``, no import by name, so a checkpoint cannot run arbitrary code.
 The new layer has fresh initial parameters; ``load_weights`` fills them.
 
+A config is untrusted input (``mnn.load`` reads it from a file), and a few bytes
+can ask for a lot: ``{"type": "GPT", "args": {"layers": 1000000000, ...}}``. So
+``build`` bounds the whole structure, not only each argument: configs nest at
+most ``MAX_DEPTH`` deep, and one build creates at most ``MAX_LAYERS`` layers,
+sublayers included (every ``BaseLayer.__init__`` counts itself through
+``count_new_layer``); past that it stops with a ``CheckpointError`` before the
+next layer is made.
+
 ``mnn.checkpoint`` (files), ``BaseLayer`` (``config``, ``load_weights``,
 ``check_state``) and ``mnn.sklearn`` (pickling, early stopping) all go through
 this module.
@@ -21,6 +29,7 @@ this module.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import reprlib
@@ -31,7 +40,7 @@ import numpy as np
 
 from mnn import backends
 from mnn.backends import Placement
-from mnn.errors import CheckpointError, describe
+from mnn.errors import CheckpointError, describe, listing, plural
 from mnn.registry import LAYERS
 
 if TYPE_CHECKING:
@@ -40,8 +49,16 @@ if TYPE_CHECKING:
 #: How deep configs may nest (containers in containers). Real models need a handful;
 #: the bound keeps a hostile file from exhausting the stack.
 MAX_DEPTH = 64
+#: How many layers one ``build`` may create, sublayers included. mnn's largest models have
+#: a few hundred (a transformer block is 17); the bound stops a small file that asks for a
+#: billion blocks before it fills memory with them.
+MAX_LAYERS = 10_000
 #: Constructor arguments that are not part of a config: where random draws come from.
 NOT_CONFIG = frozenset({"rng"})
+#: How many more layers the running ``build`` may create (a one-item list, counted down
+#: by ``count_new_layer``); None outside ``build``.
+_layers_left: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "mnn_layers_left", default=None)
 
 
 # --- configs --------------------------------------------------------------------------------
@@ -92,14 +109,40 @@ def _is_layer(value: Any) -> bool:
                                                                              None))
 
 
-def build(description: Any, _depth: int = 0) -> BaseLayer:
-    """The layer described by a config; ``CheckpointError`` if it is not one mnn knows."""
+def build(description: Any) -> BaseLayer:
+    """The layer described by a config; ``CheckpointError`` if it is not one mnn knows, or
+    if it would nest deeper than ``MAX_DEPTH`` or create more than ``MAX_LAYERS`` layers."""
+    if _layers_left.get() is not None:  # inside a constructor that a build runs
+        return _build(description, 0)
+    token = _layers_left.set([MAX_LAYERS])
+    try:
+        return _build(description, 0)
+    finally:
+        _layers_left.reset(token)
+
+
+def count_new_layer(layer: BaseLayer) -> None:
+    """Count ``layer``, which is being constructed, against the ``MAX_LAYERS`` of the
+    running ``build`` (outside a build, nothing is counted). ``BaseLayer.__init__``
+    calls this, so sublayers that a constructor makes count too."""
+    left = _layers_left.get()
+    if left is None:
+        return
+    left[0] -= 1
+    if left[0] < 0:
+        raise CheckpointError(
+            f"build: the config creates more than {MAX_LAYERS} layers (sublayers included; "
+            f"the next one was a {type(layer).__name__}); mnn builds at most "
+            f"mnn.serialization.MAX_LAYERS layers from one config")
+
+
+def _build(description: Any, depth: int) -> BaseLayer:
     if not _is_config(description):
         raise CheckpointError(f"build: expected a layer config {{'type': ..., 'args': {{...}}}}, "
                               f"got {reprlib.repr(description)}")
-    if _depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH:
         raise CheckpointError(f"build: layer configs nested more than {MAX_DEPTH} deep")
-    args = {key: _build_nested(value, _depth + 1) for key, value in description["args"].items()}
+    args = {key: _build_nested(value, depth + 1) for key, value in description["args"].items()}
     layer = LAYERS.create(description["type"], **args)
     if not _is_layer(layer):
         raise CheckpointError(f"build: {description['type']} is registered as a layer but "
@@ -114,9 +157,9 @@ def _is_config(value: Any) -> bool:
 
 def _build_nested(value: Any, depth: int) -> Any:
     if _is_config(value):
-        return build(value, depth)
+        return _build(value, depth)
     if isinstance(value, (list, tuple)) and value and all(_is_config(v) for v in value):
-        return [build(v, depth) for v in value]
+        return [_build(v, depth) for v in value]
     return value
 
 
@@ -156,7 +199,8 @@ def differences(given: Any, expected: Any, path: str = "config") -> list[str]:
         return out
     if given == expected:
         return []
-    return [f"{path}: the checkpoint has {given!r}, the model {expected!r}"]
+    return [f"{path}: the checkpoint has {reprlib.repr(given)}, the model "
+            f"{reprlib.repr(expected)}"]
 
 
 # --- weights --------------------------------------------------------------------------------
@@ -164,7 +208,8 @@ def differences(given: Any, expected: Any, path: str = "config") -> list[str]:
 
 def check_state(model: BaseLayer, shapes: Mapping[str, tuple[tuple[int, ...], Any]],
                 problems: Sequence[str] = ()) -> None:
-    """Raise one ``CheckpointError`` listing every way a state dict does not fit ``model``.
+    """Raise one ``CheckpointError`` that counts every way a state dict does not fit
+    ``model`` and lists the first ``mnn.errors.MAX_LISTED``.
 
     ``shapes`` maps each name to its ``(shape, numpy dtype)``: what ``load_weights``
     sees of arrays, and what ``mnn.load`` reads from a file's header before it reads
@@ -186,7 +231,7 @@ def check_state(model: BaseLayer, shapes: Mapping[str, tuple[tuple[int, ...], An
             problems.append(f"{name!r} is not floating point: got dtype {dtype}")
     if problems:
         raise CheckpointError(f"{model.name}: the state dict does not fit the model "
-                              f"({len(problems)} problems):\n  " + "\n  ".join(problems))
+                              f"({plural(len(problems), 'problem')}):" + listing(problems))
 
 
 def load_weights(model: BaseLayer, state_dict: Mapping[str, Any],
@@ -196,14 +241,15 @@ def load_weights(model: BaseLayer, state_dict: Mapping[str, Any],
     An array that lives where its parameter lives (library, device, dtype) is copied
     there directly; any other goes through the host. With ``description``, the
     model's config must match it (arguments it leaves out count as their defaults).
-    Anything that does not fit raises one ``CheckpointError`` listing every problem,
-    and nothing is loaded.
+    Anything that does not fit raises one ``CheckpointError`` that counts every problem
+    (and lists the first few), and nothing is loaded.
     """
     if description is not None:
         found = differences(with_defaults(description), with_defaults(config(model)))
         if found:
             raise CheckpointError(f"{model.name}: the checkpoint's config does not match the "
-                                  f"model:\n  " + "\n  ".join(found))
+                                  f"model ({plural(len(found), 'difference')}):"
+                                  + listing(found))
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{model.name}: expected a state dict (parameter name -> array), "
                               f"got an object of type {type(state_dict).__name__}")

@@ -4,6 +4,10 @@ atomic writes, and a clear CheckpointError for every file that does not fit."""
 import json
 import os
 import re
+import subprocess
+import sys
+import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -11,8 +15,10 @@ from safetensors.numpy import load_file, save_file
 
 import mnn
 import mnn.checkpoint
+import mnn.errors
 import mnn.files
 import mnn.registry
+import mnn.serialization
 from mnn.optim import SGD, Adam, AdamW
 
 
@@ -240,8 +246,11 @@ def test_truncated_files(old_checkpoint):
 
 
 def test_missing_files_and_directories(tmp_path):
-    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "absent"))):
-        mnn.load(tmp_path / "absent")
+    """A missing file is an mnn error (the API's callers catch MnnError) and still the
+    FileNotFoundError that Python's convention expects."""
+    for caught in (FileNotFoundError, mnn.MnnError, mnn.CheckpointError):
+        with pytest.raises(caught, match=rf"^{at(tmp_path / 'absent')}no such checkpoint file"):
+            mnn.load(tmp_path / "absent")
     with pytest.raises(mnn.CheckpointError, match=rf"^{at(tmp_path)}a directory, not a "
                                                   r"checkpoint file"):
         mnn.load(tmp_path)
@@ -378,7 +387,8 @@ def test_optimizer_records_that_do_not_fit(tmp_path):
 
 def raw_safetensors(path, tensors: dict, metadata: dict) -> None:
     """A safetensors file written byte by byte: ``tensors`` maps a name to (dtype name, shape)
-    and gets zero bytes of the right size, so dtypes NumPy lacks (BF16) can be written."""
+    and gets zero bytes of the right size, so dtypes NumPy lacks (BF16) can be written. The
+    zeros are a hole in a sparse file (``truncate``): a 3 GB file takes no disk space."""
     sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8}
     header, offset = {"__metadata__": metadata}, 0
     for name, (dtype, shape) in tensors.items():
@@ -388,7 +398,8 @@ def raw_safetensors(path, tensors: dict, metadata: dict) -> None:
         offset += size
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
-    path.write_bytes(len(text).to_bytes(8, "little") + text + bytes(offset))
+    path.write_bytes(len(text).to_bytes(8, "little") + text)
+    os.truncate(path, 8 + len(text) + offset)
 
 
 def mnn_metadata(model_config) -> dict:
@@ -520,9 +531,6 @@ def test_the_same_model_saves_to_the_same_bytes(tmp_path):
 
 def test_a_save_killed_by_sigkill_leaves_a_temporary_file_that_the_next_save_removes(tmp_path):
     import signal
-    import subprocess
-    import sys
-    import textwrap
 
     path = tmp_path / "model.safetensors"
     mnn.save(classifier(seed=1), path)
@@ -548,8 +556,6 @@ def test_a_save_killed_by_sigkill_leaves_a_temporary_file_that_the_next_save_rem
 def test_a_layer_registered_through_an_entry_point_is_rebuilt(tmp_path, monkeypatch):
     """A package declares its layer in the group mnn.layers; mnn.load imports it by that
     declaration when a checkpoint names the type, and no sooner."""
-    import sys
-    import textwrap
 
     module = "mnn_fake_layers_package"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
@@ -598,3 +604,244 @@ def test_a_0d_parameter_round_trips(tmp_path, target):
     mnn.save(net, tmp_path / "scaled.safetensors")
     loaded = mnn.load(tmp_path / "scaled.safetensors")
     assert loaded.state_dict()["0.a"].shape == () and float(loaded.state_dict()["0.a"]) == 3.0
+
+
+# --- NaN and inf, the size of the whole structure, memory, long messages ----------------------
+
+def test_nan_or_inf_weights_are_refused_in_one_line_unless_allowed(old_checkpoint):
+    path, _ = old_checkpoint
+
+    def poison(tensors):
+        tensors["2.w"][1, 3] = np.nan
+        tensors["0.b"][[0, 2]] = [np.inf, -np.inf]
+        return tensors
+
+    rewrite(path, poison)
+    with pytest.raises(mnn.CheckpointError) as info:
+        mnn.load(path)
+    assert str(info.value) == (
+        f"{path}: NaN or inf in 2 tensors; '0.b' holds 0 NaN and 2 inf of its 6 values; "
+        f"'2.w' holds 1 NaN and 0 inf of its 18 values; a model with them computes NaN, so "
+        f"load refuses it (mnn.load(path, allow_nonfinite=True) loads it anyway)")
+    weights = mnn.load(path, allow_nonfinite=True).state_dict()  # to look at a diverged run
+    assert np.isnan(weights["2.w"][1, 3]) and np.isposinf(weights["0.b"][0])
+
+
+def test_nan_in_the_optimizer_state_is_refused_with_the_optimizer(tmp_path):
+    net, path = classifier(), tmp_path / "adam.safetensors"
+    opt = Adam(net)
+    train(net, opt, batches(1))
+    mnn.save(net, path, optimizer=opt)
+
+    def poison(tensors):
+        tensors["optimizer/0.w/exp_avg_sq"][0, 0] = np.nan
+        return tensors
+
+    rewrite(path, poison)
+    with pytest.raises(mnn.CheckpointError, match=rf"^{at(path)}NaN or inf in 1 tensor; "
+                                                  r"'optimizer/0.w/exp_avg_sq' holds 1 NaN"):
+        mnn.load(path, with_optimizer=True)
+    assert_same_state(mnn.load(path).state_dict(), net.state_dict())  # the model alone is fine
+    _, loaded = mnn.load(path, with_optimizer=True, allow_nonfinite=True)
+    assert np.isnan(loaded.state["0.w"]["exp_avg_sq"][0, 0])
+
+
+def test_mnn_evaluate_refuses_a_digits_checkpoint_with_one_nan_weight(tmp_path, monkeypatch,
+                                                                      capsys):
+    """It printed "accuracy 10.58%" and exited 0."""
+    from mnn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "digits.safetensors"
+    mnn.save(mnn.SequentialLayers([mnn.LinearLayer(64, 10, rng=0),
+                                   mnn.CrossEntropyLossLayer(10)]), path)
+    assert main(["evaluate", str(path), "--dataset", "digits"]) == 0  # the finite file loads
+    assert "accuracy" in capsys.readouterr().out
+
+    def poison(tensors):
+        tensors["0.w"][3, 5] = np.nan
+        return tensors
+
+    rewrite(path, poison)
+    with pytest.raises(SystemExit) as exit:
+        main(["evaluate", str(path), "--dataset", "digits"])
+    out, err = capsys.readouterr()
+    assert exit.value.code == 1 and "accuracy" not in out
+    assert err == (f"mnn: error: {path}: NaN or inf in 1 tensor; '0.w' holds 1 NaN and 0 inf "
+                   f"of its 640 values; a model with them computes NaN, so load refuses it "
+                   f"(mnn.load(path, allow_nonfinite=True) loads it anyway)\n")
+
+
+def small_gpt(layers=1):
+    return mnn.GPT(vocab_size=23, context=8, d_model=4, heads=2, layers=layers, hidden=6, rng=0)
+
+
+def gpt_file(path, layers):
+    """A file with the tensors of a one-block GPT and a config that asks for ``layers``."""
+    config = small_gpt().config()
+    config["args"]["layers"] = layers
+    raw_safetensors(path, {name: ("F64", value.shape)
+                           for name, value in small_gpt().state_dict().items()},
+                    mnn_metadata(config))
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="RLIMIT_AS bounds a process's address space on Linux only")
+
+
+def load_with_limited_memory(path, address_space: int) -> dict:
+    """``mnn.load(path)`` in a new process whose address space is limited (so that a load
+    without bounds ends there, not in this machine's memory): the CheckpointError's
+    message, the seconds the load took and the peak bytes it allocated (tracemalloc)."""
+    code = textwrap.dedent(f"""
+        import json, resource, time, tracemalloc
+        import mnn
+        resource.setrlimit(resource.RLIMIT_AS, ({address_space}, {address_space}))
+        tracemalloc.start()
+        start = time.perf_counter()
+        try:
+            mnn.load({str(path)!r})
+        except mnn.CheckpointError as error:
+            print(json.dumps({{"error": str(error), "seconds": time.perf_counter() - start,
+                              "peak": tracemalloc.get_traced_memory()[1]}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+@linux_only
+def test_a_small_file_that_asks_for_a_billion_blocks_is_refused_quickly(tmp_path):
+    """It built 34 KB of placeholder blocks per layer, without bound, before any shape was
+    checked: 10^4 layers took 6 s and 336 MB, 10^9 ended in a MemoryError."""
+    path = tmp_path / "gpt.safetensors"
+    gpt_file(path, 10**9)
+    assert path.stat().st_size < 32 * 1024
+    loaded = load_with_limited_memory(path, 2**30)
+    assert loaded["error"].startswith(f"{path}: build: cannot construct GPT from the arguments ")
+    assert (f"build: the config creates more than {mnn.serialization.MAX_LAYERS} layers "
+            f"(sublayers included; the next one was a ") in loaded["error"]
+    assert loaded["seconds"] < 2, f"refusing took {loaded['seconds']:.1f} s"
+    assert loaded["peak"] < 64 * 2**20, f"refusing allocated {loaded['peak'] / 2**20:.0f} MiB"
+
+
+def test_a_model_of_the_largest_size_builds(tmp_path):
+    """The bound counts every layer the config creates, and a model of MAX_LAYERS fits."""
+    layers = [mnn.ReluLayer() for _ in range(mnn.serialization.MAX_LAYERS - 1)]
+    config = mnn.SequentialLayers(layers).config()
+    assert len(mnn.serialization.build(config).named_layers()) == mnn.serialization.MAX_LAYERS
+    config["args"]["layers"].append(config["args"]["layers"][0])
+    with pytest.raises(mnn.CheckpointError, match=r"^build: cannot construct SequentialLayers "
+                                                  r".*more than 10000 layers .*SequentialLayers"):
+        mnn.serialization.build(config)
+
+
+def test_many_problems_make_a_message_of_a_few_lines(tmp_path):
+    """A 300-block config over a one-block file: thousands of missing keys. The message
+    was 794 KB for 1000 blocks; it counts them all and lists a few."""
+    from mnn.errors import MAX_LISTED
+    from mnn.initializers import skip_init
+
+    path = tmp_path / "gpt.safetensors"
+    gpt_file(path, 300)
+    with skip_init():
+        missing = len(small_gpt(300).state_dict()) - len(small_gpt().state_dict())
+    with pytest.raises(mnn.CheckpointError) as info:
+        mnn.load(path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == (f"{path}: GPT: the state dict does not fit the model "
+                        f"({missing} problems):")
+    assert len(lines) == 1 + MAX_LISTED + 1
+    assert all(line.startswith("  missing key 'blocks.") for line in lines[1:-1])
+    assert lines[-1] == f"  ... and {missing - MAX_LISTED} more"
+
+
+def test_one_problem_is_one_problem():
+    with pytest.raises(mnn.CheckpointError, match=r"^LinearLayer: the state dict does not fit "
+                                                  r"the model \(1 problem\):\n  missing key 'b'$"):
+        mnn.LinearLayer(3, 2).load_weights({"w": np.zeros((2, 3))})
+    layer = mnn.LinearLayer(3, 2)
+    with pytest.raises(mnn.CheckpointError, match=r"^LinearLayer: the checkpoint's config does "
+                                                  r"not match the model \(1 difference\):\n  "
+                                                  r"config\['args'\]\['init'\]: the checkpoint "
+                                                  r"has 'glorot', the model 'he'$"):
+        layer.load_weights(layer.state_dict(), {"type": "LinearLayer", "args": {
+            "in_features": 3, "out_features": 2, "init": "glorot"}})
+
+
+def test_many_config_differences_make_a_message_of_a_few_lines():
+    from mnn.errors import MAX_LISTED
+
+    model = mnn.SequentialLayers([mnn.LinearLayer(2, 2) for _ in range(40)])
+    other = mnn.SequentialLayers([mnn.LinearLayer(2, 2, init="glorot") for _ in range(40)])
+    with pytest.raises(mnn.CheckpointError) as info:
+        model.load_weights(model.state_dict(), other.config())
+    lines = str(info.value).splitlines()
+    assert lines[0] == ("SequentialLayers: the checkpoint's config does not match the model "
+                        "(40 differences):")
+    assert lines[1] == ("  config['args']['layers'][0]['args']['init']: the checkpoint has "
+                        "'glorot', the model 'he'")
+    assert len(lines) == 1 + MAX_LISTED + 1 and lines[-1] == f"  ... and {40 - MAX_LISTED} more"
+
+
+@linux_only
+def test_a_checkpoint_bigger_than_the_memory_limit_is_a_checkpoint_error(tmp_path):
+    """A consistent 3.2 GB file under a 2 GB address-space limit raised a raw MemoryError."""
+    from mnn.initializers import skip_init
+
+    path = tmp_path / "huge.safetensors"
+    with skip_init():  # the config of a 6.4 GB layer, without its parameters
+        config = mnn.LinearLayer(20000, 40000).config()
+    raw_safetensors(path, {"w": ("F32", (40000, 20000)), "b": ("F32", (40000,))},
+                    mnn_metadata(config))
+    size = path.stat().st_size
+    if path.stat().st_blocks * 512 > 2**20:
+        pytest.skip(f"the file system of {tmp_path} stores no sparse files (the test wrote "
+                    f"{path.stat().st_blocks * 512} bytes to disk)")
+    loaded = load_with_limited_memory(path, 2 * 2**30)
+    assert loaded["error"] == (f"{path}: a checkpoint of 3.0 GiB ({size} bytes) is more than "
+                               f"this process can hold in memory")
+
+
+# --- layer types that a loading process may not know ---------------------------------------
+
+@pytest.fixture
+def own_registry(monkeypatch):
+    """The layer registry as it is, restored after the test: the test's classes leave it."""
+    monkeypatch.setattr(mnn.registry.LAYERS, "_classes", dict(mnn.registry.LAYERS._classes))
+
+
+def test_save_warns_about_a_layer_type_defined_inside_a_function(tmp_path, own_registry):
+    class Halver(mnn.BaseLayer):
+        def compute_forward(self, xp, inputs, feedbacks):
+            return inputs / 2
+
+    net, path = mnn.SequentialLayers([mnn.LinearLayer(2, 2), Halver()]), tmp_path / "net.st"
+    with pytest.warns(mnn.errors.CheckpointWarning) as record:
+        mnn.save(net, path)
+    assert len(record) == 1 and record[0].filename == __file__  # it points at the save
+    assert str(record[0].message) == (
+        f"mnn.save: {path}: the layer type Halver ({__name__}.test_save_warns_about_a_layer_"
+        f"type_defined_inside_a_function.<locals>.Halver) is defined in a script or inside a "
+        f"function; mnn.load in another process knows such a type only if it runs that code "
+        f"first. To load the file anywhere, define the class in a module that the loading "
+        f"code imports, or declare it in the entry point group 'mnn.layers'")
+    assert type(mnn.load(path)[1]) is Halver  # this process knows it: the file is written
+
+
+def test_save_warns_about_layer_types_of_main_and_not_about_importable_ones(tmp_path,
+                                                                           own_registry):
+    def identity(self, xp, inputs, feedbacks):
+        return inputs
+
+    scripted = [type(name, (mnn.BaseLayer,), {"__module__": "__main__",
+                                                "compute_forward": identity})
+                for name in ("Second", "First")]
+    with pytest.warns(mnn.errors.CheckpointWarning,
+                      match=r"^mnn.save: .*: the layer types First \(__main__.First\), Second "
+                            r"\(__main__.Second\) are defined in a script"):
+        mnn.save(mnn.SequentialLayers([cls() for cls in scripted]), tmp_path / "main.st")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Scaled is a class of this module: no warning
+        mnn.save(mnn.SequentialLayers([Scaled(), mnn.ReluLayer()]), tmp_path / "scaled.st")
