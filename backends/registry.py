@@ -4,7 +4,9 @@ An adapter is found from the array itself, the way einops finds its backends: a
 library that is not already in ``sys.modules`` cannot own the array, so nothing
 is ever imported to find out. Third-party adapters register through the entry
 point group ``mnn.backends``; they are loaded only when a lookup finds no
-built-in adapter (see docs/adapters.md).
+built-in adapter (see docs/adapters.md). One that fails to load (its module
+raises, even ``SystemExit``) is reported with a warning, remembered in
+``broken()``, and skipped: the other backends go on.
 
 Thread safety: registering and loading entry points hold one lock, and lookups
 walk a snapshot of the registry, so threads may look adapters up while another
@@ -18,8 +20,10 @@ the adapter's class; the adapter itself knows nothing of the registry.
 from __future__ import annotations
 
 import copyreg
+import importlib
 import threading
 import warnings
+from typing import NamedTuple
 
 from mnn.types import Array, Namespace
 
@@ -29,6 +33,8 @@ from .backend import Backend
 ENTRY_POINT_GROUP = "mnn.backends"
 
 _REGISTRY: dict[str, Backend] = {}
+#: Entry points that failed to load: name -> what went wrong.
+_BROKEN: dict[str, str] = {}
 _LOCK = threading.RLock()
 
 
@@ -56,14 +62,17 @@ def load_entry_points(name: str | None = None) -> None:
 
     Only entry points whose name is not registered yet are loaded (built-ins win;
     call ``register`` to replace one), and only the one called ``name`` if given.
-    An entry point that fails to load gives a warning, not an error: one broken
-    plugin must not break every other backend.
+    An entry point that fails to load gives a warning, not an error, and is listed
+    in ``broken()``: one broken plugin must not break every other backend. That
+    holds for a module that calls ``sys.exit`` as it is imported too, which would
+    otherwise end every program that looks a backend up.
     """
     from importlib.metadata import entry_points
 
     with _LOCK:
         for point in entry_points(group=ENTRY_POINT_GROUP):
-            if point.name in _REGISTRY or (name is not None and point.name != name):
+            if (point.name in _REGISTRY or point.name in _BROKEN
+                    or (name is not None and point.name != name)):
                 continue
             try:
                 loaded = point.load()
@@ -73,11 +82,52 @@ def load_entry_points(name: str | None = None) -> None:
                 if backend.name != point.name:
                     raise ValueError(f"its backend is called {backend.name!r}, not "
                                      f"{point.name!r}")
-            except Exception as error:  # noqa: BLE001  (any plugin failure becomes a warning)
+            except (Exception, SystemExit) as error:  # noqa: BLE001  (any plugin failure)
+                _BROKEN[point.name] = f"{point.value}: {_said(error)}"
                 warnings.warn(f"mnn: could not load backend entry point {point.name} = "
-                              f"{point.value}: {error}", RuntimeWarning, stacklevel=2)
+                              f"{_BROKEN[point.name]}; skipped", RuntimeWarning, stacklevel=2)
                 continue
             register(backend)
+
+
+def broken() -> dict[str, str]:
+    """The entry points that failed to load, by name: which object and what went wrong."""
+    with _LOCK:
+        return dict(_BROKEN)
+
+
+class Probe(NamedTuple):
+    """What a backend offers on this machine (``probe``)."""
+
+    devices: tuple[str, ...]  # the devices present; () when it cannot run here
+    missing: str | None = None  # the library is not installed: the ImportError's message
+    broken: str | None = None  # importing the library or the adapter's devices() raised: what
+
+
+def probe(backend: Backend) -> Probe:
+    """Import ``backend``'s library and ask the adapter for its devices.
+
+    A library that is not installed is ``missing``. One whose import raises anything
+    else, or an adapter whose ``devices()`` raises, is ``broken``, with the error: the
+    callers (``mnn info``, ``mnn check``, the pytest plugin) report it and go on with
+    the other backends.
+    """
+    try:
+        importlib.import_module(backend.module)
+    except ImportError as error:
+        return Probe((), missing=str(error))
+    except (Exception, SystemExit) as error:  # noqa: BLE001  (a broken library, not ours)
+        return Probe((), broken=f"importing {backend.module} raised {_said(error)}")
+    try:
+        return Probe(tuple(backend.devices()))
+    except (Exception, SystemExit) as error:  # noqa: BLE001  (a broken adapter, not ours)
+        return Probe((), broken=f"its devices() raised {_said(error)}")
+
+
+def _said(error: BaseException) -> str:
+    """``RuntimeError: no driver``: an error's type and the first line of its message."""
+    first = str(error).strip().partition("\n")[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _registered() -> tuple[Backend, ...]:
@@ -100,6 +150,9 @@ def get(name: str) -> Backend:
             load_entry_points(name)
         if name in _REGISTRY:
             return _REGISTRY[name]
+        if name in _BROKEN:
+            raise ValueError(f"backend {name!r} could not be loaded from its entry point "
+                             f"{_BROKEN[name]}")
         known = ", ".join(sorted(_REGISTRY))
     raise ValueError(f"unknown backend {name!r}; known backends: {known} (others register "
                      f"through the entry point group {ENTRY_POINT_GROUP!r})")

@@ -137,3 +137,19 @@ def install_fake_adapter(path: Path, module: str, entry_points: str) -> None:
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[{mnn.backends.ENTRY_POINT_GROUP}]\n{entry_points}")
+
+
+def install_broken_adapters(path: Path, module: str) -> None:
+    """``install_fake_adapter`` with three entry points: ``fake`` works, ``thatone``'s
+    ``devices()`` raises ``RuntimeError("no driver for thatone")``, and ``exits``'s module
+    raises ``SystemExit(3)`` as it is imported."""
+    install_fake_adapter(path, module, f"fake = {module}:FakeBackend\n"
+                                       f"thatone = {module}_broken:NoDevices\n"
+                                       f"exits = {module}_exits:FakeBackend\n")
+    (path / f"{module}_broken.py").write_text(
+        f"from {module} import FakeBackend\n\n\n"
+        "class NoDevices(FakeBackend):\n"
+        "    name = 'thatone'\n\n"
+        "    def devices(self):\n"
+        "        raise RuntimeError('no driver for thatone')\n")
+    (path / f"{module}_exits.py").write_text("raise SystemExit(3)\n")

@@ -4,7 +4,10 @@ Each subcommand lives in its own file, with an ``add_arguments(parser)`` and a
 ``run(args)``. Bad input (an unknown backend, a device that is not present, a
 missing or corrupt file, a data directory without the IDX files, a library that
 is not installed) ends the command with one line ``mnn: error: ...`` on stderr
-and exit status 1 (2 for a malformed command line), never with a traceback.
+and exit status 1 (2 for a malformed command line, or none at all: plain ``mnn``
+prints the help and exits 2, as argparse does for a missing subcommand), never with
+a traceback. A warning (a broken third-party backend, skipped) is one line
+``mnn: warning: ...``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from mnn.cli import check, evaluate, info, train, train_lm
-from mnn.cli.common import CommandError
+from mnn.cli.common import CommandError, warn
 from mnn.errors import MnnError
 
 COMMANDS = {
@@ -54,11 +58,25 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command: one line, without the source location."""
+    text = str(message)
+    warn(text.removeprefix("mnn: ") if text.startswith("mnn: ")
+         else f"{category.__name__}: {text}")
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    with warnings.catch_warnings():  # the process's own warning display comes back after
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv) -> int:
+    top = parser()
+    args = top.parse_args(argv)
     if args.command is None:
-        parser().print_help()
-        return 0
+        top.print_help(sys.stderr)
+        return 2
     try:
         return args.run(args)
     except BrokenPipeError:  # the reader went away (mnn ... | head): not an error of ours

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from mnn.backends import Placement
-from mnn.cli.common import CommandError, backend_help, backend_named
-from mnn.cli.info import survey
+from mnn import backends
+from mnn.backends import Placement, registry
+from mnn.cli.common import CommandError, backend_help, backend_named, warn
 from mnn.testing import cases, gradcheck, make_case, place
 
 
@@ -32,17 +32,27 @@ def layer_names() -> list[str]:
 
 
 def targets(only_backends, only_devices) -> list[tuple]:
-    """``(backend, device name)`` for every backend and device present, or those asked for."""
-    names = only_backends or [name for name, version, _ in survey() if version != "not installed"]
+    """``(backend, device name)`` for every backend and device present, or those asked for.
+
+    A backend asked for by name must work; without ``--backend``, a broken adapter (its
+    library's import or its ``devices()`` raises) is skipped with a warning.
+    """
+    if only_backends:
+        offered = [backend_named(name) for name in only_backends]
+    else:
+        offered = []
+        for name, backend in sorted(backends.available().items()):
+            here = registry.probe(backend)  # a library that is not installed offers no device
+            if here.broken:
+                warn(f"skipped the broken backend {name}: {here.broken}")
+            offered.append((backend, here.devices))
     found = []
-    for name in names:
-        backend = backend_named(name)
-        present = backend.devices()
+    for backend, present in offered:
         for device in only_devices or present:
             if device not in present:
                 if only_devices and only_backends:
-                    raise CommandError(f"device {device!r} is not present for backend {name!r}; "
-                                       f"present: {', '.join(present) or 'none'}")
+                    raise CommandError(f"device {device!r} is not present for backend "
+                                       f"{backend.name!r}; present: {', '.join(present) or 'none'}")
                 continue
             found.append((backend, device))
     if not found:

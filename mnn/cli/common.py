@@ -9,13 +9,17 @@ it is not installed or the device is not present.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
+import sys
+from importlib import metadata
 
 from mnn import backends
+from mnn.backends import registry
 from mnn.checks import finite_non_negative
 
+#: mnn's name on PyPI, under which its extras are declared.
+DISTRIBUTION = "manual-nn"
 DATASETS = ("digits", "mnist")
 #: Image formats that ``--plot`` writes (by the file's suffix).
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
@@ -25,6 +29,12 @@ PLOT_FORMATS = ", ".join(PLOT_SUFFIXES)
 
 class CommandError(Exception):
     """Bad input to the command: printed as one line ``mnn: error: ...``, exit status 1."""
+
+
+def warn(message: str) -> None:
+    """Something the user should know that does not stop the command: one line
+    ``mnn: warning: ...`` on stderr."""
+    print(f"mnn: warning: {message}", file=sys.stderr)
 
 
 # --- the options of train, train-lm and evaluate ------------------------------------------
@@ -60,7 +70,8 @@ def add_training_arguments(parser, default_plot: str) -> None:
     """
     add_target_arguments(parser)
     parser.add_argument("--dtype", default="float32", choices=DTYPES,
-                        help="floating-point type of the parameters and the data (float32)")
+                        help="floating-point type of the parameters and the data "
+                             "(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="samples per optimizer step (32; train-lm's samples are windows "
                              "of --context characters)")
@@ -124,25 +135,41 @@ def learning_rate(lr: float | None, optimizer: str) -> float:
 # --- backends, devices and data -----------------------------------------------------------
 
 
-def backend_named(name: str) -> backends.Backend:
-    """The adapter called ``name``, with its library imported; ``CommandError`` if it cannot be."""
+def backend_named(name: str) -> tuple[backends.Backend, tuple[str, ...]]:
+    """The adapter called ``name``, with its library imported, and its devices present;
+    ``CommandError`` if it is unknown, not installed, or broken (its library's import or
+    its ``devices()`` raises)."""
     try:
         backend = backends.get(name)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    try:
-        importlib.import_module(backend.module)
-    except ImportError as error:
-        package = backend.distribution
+    found = registry.probe(backend)
+    if found.missing:
         raise CommandError(f"backend {name!r} needs the {backend.module} package, which is not "
-                           f"installed ({error}); install it with: pip install {package}") from None
-    return backend
+                           f"installed ({found.missing}); install it with: "
+                           f"{install_command(backend)}")
+    if found.broken:
+        raise CommandError(f"backend {name!r} is broken: {found.broken}")
+    return backend, found.devices
+
+
+def install_command(backend: backends.Backend) -> str:
+    """How to install ``backend``'s library: mnn's extra of the same name where
+    pyproject.toml declares one (``pip install "manual-nn[torch]"``: it pins a build that
+    works, where plain ``pip install torch`` pulls a multi-GB CUDA one), else the library's
+    distribution (``pip install array-api-strict``)."""
+    try:
+        extras = metadata.metadata(DISTRIBUTION).get_all("Provides-Extra") or []
+    except metadata.PackageNotFoundError:  # a source checkout that was never installed
+        extras = []
+    if backend.name in extras:
+        return f'pip install "{DISTRIBUTION}[{backend.name}]"'
+    return f"pip install {backend.distribution}"
 
 
 def resolve_target(backend_name: str, device: str | None):
     """``(backend, device name)``; the backend's default device when ``device`` is None."""
-    backend = backend_named(backend_name)
-    present = backend.devices()
+    backend, present = backend_named(backend_name)
     if device is None:
         if not present:
             raise CommandError(f"backend {backend_name!r} has no device present on this machine")
@@ -193,11 +220,17 @@ def limit_threads(backend, threads: int) -> None:
 def load_dataset(name: str, data_dir: str | None = None, download: bool = False):
     """``(train, test)`` host data sets called ``name`` (``digits`` or ``mnist``)."""
     from mnn.data import load_digits, load_mnist
+    from mnn.data.mnist import missing_files
 
     if name == "digits":
         return load_digits()
     if name == "mnist":
-        return load_mnist(data_dir or "mnist-data", download=download)
+        directory = data_dir or "mnist-data"
+        where = None if download else missing_files(directory)
+        if where:
+            raise CommandError(f"MNIST: {where}; give the directory that holds the four IDX "
+                               f"files with --data-dir, or add --download to fetch them")
+        return load_mnist(directory, download=download)
     raise CommandError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 

@@ -3,16 +3,19 @@
 A device counts only if an allocation on it works (the adapters probe it), so a
 CUDA build of a library on a machine without a GPU lists no ``cuda`` device.
 Every installed library is imported here to ask it; ``import mnn`` never does.
+A broken third-party adapter (its entry point, its library's import or its
+``devices()`` raises) gets a row with its error, and the others are listed as usual.
 """
 
 from __future__ import annotations
 
-import importlib
 import platform
+import sys
 from importlib import metadata
 
 import mnn
 from mnn import backends
+from mnn.backends import registry
 
 
 def add_arguments(parser) -> None:
@@ -23,25 +26,25 @@ def version(backend) -> str:
     """The installed version of the backend's library (its distribution's, as pip knows it)."""
     try:
         return metadata.version(backend.distribution)
-    except metadata.PackageNotFoundError:
-        return getattr(importlib.import_module(backend.module), "__version__", "?")
+    except metadata.PackageNotFoundError:  # the library's own word, if it was imported
+        return getattr(sys.modules.get(backend.module), "__version__", "?")
 
 
 def survey() -> list[tuple[str, str, str]]:
-    """``(backend, version or 'not installed', devices or why none)`` for every backend."""
+    """``(backend, version, devices)`` for every backend: the version is 'not installed' or
+    'broken' (an entry point that failed to load) where there is none, and the devices
+    say why there are none ('none present', or what a broken adapter raised)."""
     rows = []
-    for name, backend in sorted(backends.available().items()):
-        try:
-            importlib.import_module(backend.module)
-        except ImportError:
+    for name, backend in backends.available().items():
+        found = registry.probe(backend)
+        if found.missing:
             rows.append((name, "not installed", "-"))
-            continue
-        try:
-            devices = ", ".join(backend.devices()) or "none present"
-        except Exception as error:  # noqa: BLE001  (a broken driver must not hide the others)
-            devices = f"none: {type(error).__name__}: {error}".splitlines()[0]
-        rows.append((name, version(backend), devices))
-    return rows
+        elif found.broken:
+            rows.append((name, version(backend), f"none: {found.broken}"))
+        else:
+            rows.append((name, version(backend), ", ".join(found.devices) or "none present"))
+    rows += [(name, "broken", why) for name, why in registry.broken().items()]
+    return sorted(rows)
 
 
 def run(args) -> int:

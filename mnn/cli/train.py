@@ -52,7 +52,8 @@ DEFAULT_PLOT = "<dataset>-curves.png"
 def add_arguments(parser) -> None:
     add_dataset_arguments(parser)
     parser.add_argument("--epochs", type=int, default=20, help="passes over the data (20)")
-    parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
+    parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS),
+                        help="the update rule (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
     add_training_arguments(parser, DEFAULT_PLOT)
     parser.add_argument("--nproc", type=int, default=1,

@@ -53,16 +53,24 @@ def load_mnist(directory: Path, download: bool = False, base_urls: Sequence[str]
                    if _find(directory, name.removesuffix(".gz")) is None}
         if missing:
             fetch(directory, missing, base_urls, timeout)
-    paths = {key: _find(directory, name) for key, name in FILES.items()}
-    missing = [FILES[key] for key, path in paths.items() if path is None]
-    if missing:
-        where = (f"{directory} does not exist" if not os.path.isdir(directory)
-                 else f"{directory} lacks {', '.join(f'{m}[.gz]' for m in missing)}")
+    where = missing_files(directory)
+    if where:
         raise DataError(f"MNIST: {where}; give the directory that holds the four IDX files, "
-                        f"or add --download (download=True) to fetch them")
+                        f"or pass download=True to fetch them")
+    paths = {key: _find(directory, name) for key, name in FILES.items()}
     train = _pair(paths["train_images"], paths["train_labels"], "MNIST (train)")
     test = _pair(paths["test_images"], paths["test_labels"], "MNIST (test)")
     return train, test
+
+
+def missing_files(directory: Path) -> str | None:
+    """What ``directory`` lacks of the four IDX files, in words (``mnist-data does not
+    exist``, ``mnist-data lacks t10k-labels-idx1-ubyte[.gz]``); None if it has them all."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        return f"{directory} does not exist"
+    absent = [name for name in FILES.values() if _find(directory, name) is None]
+    return f"{directory} lacks {', '.join(f'{m}[.gz]' for m in absent)}" if absent else None
 
 
 def _find(directory: str, name: str) -> str | None:

@@ -29,7 +29,9 @@ Which targets: ``--target numpy:cpu`` (repeatable) or the environment variable
 registered backend (third-party adapters of the ``mnn.backends`` entry point group
 included) whose library is installed, on every device present. A target asked for by
 name that is not present is a usage error: the run fails loudly instead of passing
-with everything skipped.
+with everything skipped. A broken adapter (its entry point, its library's import or
+its ``devices()`` raises) is named with its error in the report's header and left
+out; the other backends' tests run.
 
 Why opt-in: the plugin is the ``pytest11`` entry point ``mnn``, so that ``-p mnn``
 finds it by that short name. pytest loads every ``pytest11`` entry point of every
@@ -42,7 +44,6 @@ hook registers this module's hooks and fixtures only when ``-p mnn`` was given.
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,7 @@ import numpy as np
 import pytest
 
 from mnn import backends
+from mnn.backends import registry
 from mnn.types import Array, Device, DType, Namespace
 
 #: The environment variable that lists targets, comma-separated (nox sets it).
@@ -59,6 +61,7 @@ TARGETS_VARIABLE = "MNN_TEST_TARGETS"
 DTYPES = ("float64", "float32")
 
 _TARGETS = pytest.StashKey[list["Target"]]()
+_BROKEN = pytest.StashKey[dict[str, str]]()
 
 
 @dataclass(frozen=True)
@@ -115,26 +118,28 @@ def absent_reason(name: str, device: str) -> str | None:
         backend = backends.get(name)
     except ValueError as error:
         return str(error)
-    try:
-        importlib.import_module(backend.module)
-    except ImportError as error:
-        return f"{backend.module} is not installed ({error})"
-    present = backend.devices()
-    if device not in present:
-        return f"device {device!r} is not present for {name} (present: {present})"
+    found = registry.probe(backend)
+    if found.missing:
+        return f"{backend.module} is not installed ({found.missing})"
+    if found.broken:
+        return f"the {name} adapter is broken: {found.broken}"
+    if device not in found.devices:
+        return f"device {device!r} is not present for {name} (present: {list(found.devices)})"
     return None
 
 
-def present_targets() -> list[Target]:
-    """Every registered backend whose library is installed, on every device present."""
-    found = []
-    for _, backend in sorted(backends.available().items(), key=_numpy_first):
-        try:
-            importlib.import_module(backend.module)
-        except ImportError:
-            continue
-        found += [Target(backend, device) for device in backend.devices()]
-    return found
+def present_targets() -> tuple[list[Target], dict[str, str]]:
+    """Every registered backend whose library is installed, on every device present; and
+    the broken ones, by name: what went wrong (their entry point, their library's import
+    or their ``devices()`` raised)."""
+    registered = backends.available()  # loads the entry points, and learns the broken ones
+    found, broken = [], registry.broken()
+    for name, backend in sorted(registered.items(), key=_numpy_first):
+        here = registry.probe(backend)
+        if here.broken:
+            broken[name] = here.broken
+        found += [Target(backend, device) for device in here.devices]
+    return found, broken
 
 
 def _numpy_first(item: tuple[str, backends.Backend]) -> tuple[bool, str]:
@@ -146,7 +151,8 @@ def chosen_targets(config: pytest.Config) -> list[Target]:
     asked = config.getoption("--target") or [
         spec for spec in os.environ.get(TARGETS_VARIABLE, "").split(",") if spec.strip()]
     if not asked:
-        return present_targets()
+        targets, config.stash[_BROKEN] = present_targets()
+        return targets
     chosen = []
     for spec in asked:
         name, device = parse_target(spec)
@@ -158,14 +164,26 @@ def chosen_targets(config: pytest.Config) -> list[Target]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_BROKEN] = {}
     targets = chosen_targets(config)
     config.stash[_TARGETS] = targets
     for target in targets:
         target.backend.enable_float64()  # JAX computes in float32 unless told; gradchecks need 64
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return "mnn targets: " + ", ".join(str(t) for t in config.stash[_TARGETS])
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    targets = "mnn targets: " + ", ".join(str(t) for t in config.stash[_TARGETS])
+    return [targets, *_broken_lines(config)]
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    for line in _broken_lines(config):  # said again at the end, where people look
+        terminalreporter.write_line(line, yellow=True)
+
+
+def _broken_lines(config: pytest.Config) -> list[str]:
+    return [f"mnn: skipped the broken backend {name}: {why}"
+            for name, why in sorted(config.stash[_BROKEN].items())]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -13,7 +13,7 @@ import warnings
 import array_api_compat
 import numpy as np
 import pytest
-from helpers import install_fake_adapter
+from helpers import install_broken_adapters, install_fake_adapter
 
 import mnn
 from mnn import backends
@@ -368,8 +368,10 @@ def test_a_registered_third_party_adapter_pickles_by_name(registry):
 
 @pytest.fixture
 def registry(monkeypatch):
-    """Let a test register backends; the registry is as it was afterwards."""
+    """Let a test register backends and load entry points; the registry (and its list of
+    broken entry points) is as it was afterwards."""
     monkeypatch.setattr(backends.registry, "_REGISTRY", dict(backends.registry._REGISTRY))
+    monkeypatch.setattr(backends.registry, "_BROKEN", dict(backends.registry._BROKEN))
     return backends.registry._REGISTRY
 
 
@@ -411,8 +413,43 @@ def test_entry_point_by_name_and_broken_ones(tmp_path, monkeypatch, registry):
     assert "does_not_exist" in messages[0]
     assert "entry point misnamed" in messages[1]
     assert "its backend is called 'fake', not 'misnamed'" in messages[1]
-    with pytest.raises(ValueError, match=r"unknown backend 'broken'"), pytest.warns(RuntimeWarning):
-        backends.get("broken")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a broken entry point is tried, and warned about, once
+        with pytest.raises(ValueError, match=r"backend 'broken' could not be loaded from its "
+                                             r"entry point mnn_fake_backend_b:does_not_exist: "
+                                             r"AttributeError"):
+            backends.get("broken")
+        assert sorted(backends.registry.broken()) == ["broken", "misnamed"]
+
+
+def test_a_broken_adapter_is_reported_and_skipped(tmp_path, monkeypatch, registry):
+    """An entry point whose module raises SystemExit as it is imported, an adapter whose
+    devices() raises, a library whose import raises: each is named with its error, and the
+    other backends go on."""
+    install_broken_adapters(tmp_path, "mnn_fake_backend_c")
+    (tmp_path / "mnn_raises_on_import.py").write_text("raise RuntimeError('no libfoo.so')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=r"^mnn: could not load backend entry point exits = "
+                                            r"mnn_fake_backend_c_exits:FakeBackend: SystemExit: 3; "
+                                            r"skipped$"):
+        found = backends.available()  # the SystemExit does not end the program
+    assert {"numpy", "fake", "thatone"} <= set(found) and "exits" not in found
+    assert backends.registry.broken() == {"exits": "mnn_fake_backend_c_exits:FakeBackend: "
+                                                   "SystemExit: 3"}
+    probe = backends.registry.probe
+    assert probe(found["numpy"]) == (("cpu",), None, None)
+    assert probe(found["thatone"]).broken == ("its devices() raised RuntimeError: no driver "
+                                              "for thatone")
+
+    class RaisesOnImport(backends.Backend):
+        name, module = "raises_on_import", "mnn_raises_on_import"
+
+    class NotInstalled(backends.Backend):
+        name, module = "not_installed", "mnn_no_such_library"
+
+    assert probe(RaisesOnImport()).broken == ("importing mnn_raises_on_import raised "
+                                              "RuntimeError: no libfoo.so")
+    assert probe(NotInstalled()) == ((), "No module named 'mnn_no_such_library'", None)
 
 
 # --- threads ---------------------------------------------------------------------------------

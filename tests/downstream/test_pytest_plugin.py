@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import install_fake_adapter
+from helpers import install_broken_adapters, install_fake_adapter
 
 TESTS = '''
 import numpy as np
@@ -119,6 +119,28 @@ def test_a_third_party_adapter_is_a_default_target(project):
                         env={"PYTHONPATH": path})
     ids = collected(result)
     assert "test_fixtures_agree[fake-cpu]" in ids and "test_fixtures_agree[numpy-cpu]" in ids
+
+
+def test_a_broken_adapter_is_reported_and_the_other_backends_run(project):
+    """An adapter whose devices() raises and one whose module exits on import are named, with
+    their errors, in the header and at the end; numpy's tests run and pass."""
+    install_broken_adapters(project, "mnn_broken_backend_plugin")
+    path = os.pathsep.join([str(project), os.environ.get("PYTHONPATH", "")])
+    result = run_pytest(project, "-p", "mnn.testing.plugin", "-k", "agree and numpy",
+                        env={"PYTHONPATH": path})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    thatone = ("mnn: skipped the broken backend thatone: its devices() raised RuntimeError: "
+               "no driver for thatone")
+    exits = ("mnn: skipped the broken backend exits: mnn_broken_backend_plugin_exits:FakeBackend: "
+             "SystemExit: 3")
+    assert lines.count(thatone) == 2 and lines.count(exits) == 2, result.stdout
+    result = run_pytest(project, "-p", "mnn.testing.plugin", "--target", "thatone",
+                        env={"PYTHONPATH": path})
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert ("test target 'thatone' was asked for but is absent: the thatone adapter is broken: "
+            "its devices() raised RuntimeError: no driver for thatone") in result.stderr
 
 
 @needs_entry_point

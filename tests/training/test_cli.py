@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT, install_broken_adapters
 
 import mnn
 from mnn.cli import check as check_command
@@ -21,6 +22,7 @@ from mnn.cli import evaluate as evaluate_command
 from mnn.cli import main
 from mnn.cli import train as train_command
 from mnn.cli import train_lm as train_lm_command
+from mnn.cli.common import install_command
 from mnn.registry import LAYERS
 
 HAVE = {name: importlib.util.find_spec(name) is not None
@@ -31,13 +33,13 @@ ACCURACY = re.compile(r"^test accuracy ([\d.]+)% \((\d+)/(\d+)\) after (\d+) epo
                       re.MULTILINE)
 
 
-def mnn_cli(*args, cwd, block=(), timeout=300):
+def mnn_cli(*args, cwd, block=(), timeout=300, env=None):
     if block:
         command = [sys.executable, "-c", LAUNCHER, ",".join(block), *args]
     else:
         command = [sys.executable, "-m", "mnn", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
 
 
 def assert_one_line_error(result, *fragments):
@@ -225,9 +227,13 @@ def test_help_lists_every_backend(tmp_path, command):
 
 
 def test_mnist_directory_without_idx_files(tmp_path):
+    """The command's words: its options, not the keyword arguments of load_mnist."""
     (tmp_path / "empty").mkdir()
     result = mnn_cli("train", "--dataset", "mnist", "--data-dir", "empty", cwd=tmp_path)
-    assert_one_line_error(result, "empty lacks train-images-idx3-ubyte[.gz]", "--download")
+    assert_one_line_error(result, "empty lacks train-images-idx3-ubyte[.gz]",
+                          "give the directory that holds the four IDX files with --data-dir, "
+                          "or add --download to fetch them")
+    assert "download=True" not in result.stderr
 
 
 def test_train_and_evaluate_on_mnist_idx_files(tmp_path):
@@ -266,9 +272,26 @@ def test_truncated_idx_file(tmp_path):
 
 
 def test_backend_library_not_installed(tmp_path):
+    """The hint installs mnn's torch extra, which pins a CPU build, not plain torch (a
+    multi-GB CUDA build)."""
     result = mnn_cli("train", "--backend", "torch", cwd=tmp_path, block=["torch"])
     assert_one_line_error(result, "backend 'torch' needs the torch package, which is not "
-                                  "installed", "pip install torch")
+                                  "installed", 'install it with: pip install "manual-nn[torch]"')
+
+
+@pytest.mark.parametrize("name, command", [
+    ("torch", 'pip install "manual-nn[torch]"'),
+    ("cupy", 'pip install "manual-nn[cupy]"'),
+    ("jax", "pip install jax"),
+    ("array_api_strict", "pip install array-api-strict"),
+])
+def test_every_backend_names_what_to_install(name, command):
+    """mnn's extra where pyproject.toml declares one named after the backend, else the
+    adapter's distribution."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    extra = re.search(rf"^{name} = \[", pyproject, re.MULTILINE) is not None
+    assert extra == ("manual-nn[" in command)
+    assert install_command(mnn.backends.get(name)) == command
 
 
 def test_digits_need_no_scikit_learn(tmp_path):
@@ -339,3 +362,88 @@ def test_plain_train_without_matplotlib_says_why_there_is_no_plot(tmp_path):
     assert not (tmp_path / "digits-curves.png").exists()
     quiet = mnn_cli("train", "--epochs", "1", "--hidden", "8", "--plot", "none", cwd=tmp_path)
     assert quiet.returncode == 0 and "curves" not in quiet.stdout
+
+
+def test_bare_mnn_prints_the_help_and_exits_2_as_argparse_does(tmp_path):
+    result = mnn_cli(cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: mnn ") and "train-lm" in result.stderr
+
+
+def test_train_help_shows_every_default(tmp_path):
+    """Each option that has a default says it, --dtype and --optimizer included."""
+    help_text = " ".join(mnn_cli("train", "--help", cwd=tmp_path).stdout.split())
+    assert "the update rule (default: adam)" in help_text
+    assert "floating-point type of the parameters and the data (default: float32)" in help_text
+
+
+def test_the_training_guide_gives_the_defaults_of_train():
+    """docs/training.md's table of options gives each the default that argparse has."""
+    defaults = {option: action.default for action in _options(train_command.add_arguments).values()
+                for option in action.option_strings}
+    guide = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    checked = []
+    for options, cell in re.findall(r"^\| (`--.*?) \| (.*?) \|", guide, re.MULTILINE):
+        names = re.findall(r"`(--[\w-]+)`", options)
+        cells = cell.split(", ") if len(names) > 1 else [cell]
+        for name, documented in zip(names, cells, strict=True):
+            if defaults[name] is not None:  # None: a default that depends (said in words)
+                expected = "off" if defaults[name] is False else str(defaults[name])
+                assert documented.strip("`") == expected, f"{name}: {documented} in the guide"
+                checked.append(name)
+    assert {"--dtype", "--optimizer", "--plot", "--epochs"} <= set(checked), checked
+
+
+# --- broken third-party backends: reported, skipped, and the others go on ---------------------
+
+@pytest.fixture
+def broken_adapters(tmp_path):
+    """A scratch folder on PYTHONPATH that installs the adapters of install_broken_adapters."""
+    install_broken_adapters(tmp_path, "mnn_broken_backend_cli")
+    return {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_info_lists_a_broken_backend_with_its_error(tmp_path, broken_adapters):
+    result = mnn_cli("info", cwd=tmp_path, env={**broken_adapters, "PYTHONWARNINGS": "default"})
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: " ".join(line.split()[1:]) for line in result.stdout.splitlines()
+            if line.strip()}
+    assert rows["thatone"] == "1.0 none: its devices() raised RuntimeError: no driver for thatone"
+    assert rows["exits"] == "broken mnn_broken_backend_cli_exits:FakeBackend: SystemExit: 3"
+    assert rows["numpy"].startswith(np.__version__) and rows["fake"] == "1.0 cpu"
+    assert result.stderr.splitlines() == [
+        "mnn: warning: could not load backend entry point exits = "
+        "mnn_broken_backend_cli_exits:FakeBackend: SystemExit: 3; skipped"]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--backend", "thatone"], ["backend 'thatone' is broken: its devices() raised "
+                                         "RuntimeError: no driver for thatone"]),
+    (["train", "--backend", "exits"], ["backend 'exits' could not be loaded from its entry point "
+                                       "mnn_broken_backend_cli_exits:FakeBackend: SystemExit: 3"]),
+    (["check", "--backend", "thatone"], ["backend 'thatone' is broken"]),
+])
+def test_a_broken_backend_asked_for_is_one_line(tmp_path, broken_adapters, args, fragments):
+    assert_one_line_error(mnn_cli(*args, cwd=tmp_path, env=broken_adapters), *fragments)
+
+
+def test_a_broken_backend_leaves_the_others_working(tmp_path, broken_adapters):
+    """Neither the adapter whose module exits on import nor the one whose devices() raises
+    stops a command on numpy."""
+    result = mnn_cli("train", "--epochs", "1", "--hidden", "8", "--plot", "none",
+                     "--no-progress", cwd=tmp_path, env=broken_adapters)
+    assert result.returncode == 0, result.stderr
+    assert ACCURACY.search(result.stdout)
+
+
+def test_check_skips_a_broken_backend_it_was_not_asked_for(tmp_path, monkeypatch, capsys):
+    install_broken_adapters(tmp_path, "mnn_broken_backend_check")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = mnn.backends.registry  # as it was, after the test
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_BROKEN", dict(registry._BROKEN))
+    with pytest.warns(RuntimeWarning, match=r"could not load backend entry point exits = "):
+        chosen = [backend.name for backend, _ in check_command.targets(None, ["cpu"])]
+    assert "numpy" in chosen and "fake" in chosen and "thatone" not in chosen
+    assert capsys.readouterr().err == ("mnn: warning: skipped the broken backend thatone: its "
+                                       "devices() raised RuntimeError: no driver for thatone\n")

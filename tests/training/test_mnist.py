@@ -137,7 +137,7 @@ def test_wrong_magic_numbers_and_shapes(tmp_path):
 
 def test_missing_files_and_directory(tmp_path):
     with pytest.raises(DataError, match=r"lacks train-images-idx3-ubyte\[.gz\], train-labels"
-                                        r".*--download"):
+                                        r".*or pass download=True to fetch them"):
         load_mnist(tmp_path)
     with pytest.raises(DataError, match=r"nowhere does not exist"):
         load_mnist(tmp_path / "nowhere")
