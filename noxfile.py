@@ -190,8 +190,10 @@ def downstream(session: nox.Session, cell_id: str) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on downstream code that uses mnn's API, against an installed mnn (py.typed):
-    tests/downstream/typed_usage.py and the example library of tests/downstream/example."""
+    """mypy --strict on downstream code that uses mnn's API, against an installed mnn.
+
+    The code is tests/downstream/typed_usage.py and the example library of
+    tests/downstream/example; mnn's hints come from its py.typed."""
     session.install(".", "mypy>=1.10")
     session.chdir(session.create_tmp())  # from the root, mypy would read the source mnn/ instead
     session.run("mypy", "--strict", str(DOWNSTREAM / "typed_usage.py"),
@@ -226,9 +228,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def matrix(session: nox.Session) -> None:
-    """Run every test session (mnn's suite, then the downstream example), then print suite,
-    backend, device, passed, skipped, failed and the reasons for skips. Arguments after
-    ``--`` go to mnn's suite only."""
+    """Run every test session, then print a table of what ran where and why tests skipped.
+
+    mnn's suite runs first, then the downstream example; the table gives suite, backend,
+    device, passed, skipped, failed and the reasons for skips. Arguments after ``--`` go
+    to mnn's suite only."""
     with tempfile.TemporaryDirectory() as folder:
         results = {}
         for suite in SUITES:

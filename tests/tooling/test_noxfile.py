@@ -4,6 +4,7 @@ Plain ``nox`` once downloaded 1.6 GB of CUDA wheels (cupy, a CUDA torch) only to
 GPU in the probe that ran after the install.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,16 @@ def test_a_cuda_session_without_a_gpu_installs_nothing(tmp_path):
     installed = list(tmp_path.glob("*/lib/python*/site-packages/*"))
     assert not [p for p in installed if "cupy" in p.name.lower()], installed
     assert "pip install" not in output and "python -m pip" not in output, output
+
+
+def test_every_session_description_is_a_whole_sentence():
+    """``nox -l`` shows the first line of each session's docstring: a sentence, not half of one."""
+    pytest.importorskip("nox", reason="nox is not installed (it is in the test extra)")
+    result = subprocess.run([sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-l"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sessions = re.findall(r"^[*-] (\S+) -> (.*)$", result.stdout, re.MULTILINE)
+    assert len(sessions) > 5, result.stdout
+    cut = [f"{name}: {description}" for name, description in sessions
+           if not description.endswith(".")]
+    assert not cut, cut
