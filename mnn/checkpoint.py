@@ -87,6 +87,7 @@ from mnn.backends import to_host
 from mnn.base import BaseLayer
 from mnn.checks import in_words
 from mnn.errors import (
+    AllocationError,
     ArgumentError,
     ArgumentTypeError,
     CheckpointError,
@@ -364,7 +365,7 @@ def _check(path: str, function, *args):
     """``function(*args)``; what it refuses becomes a ``CheckpointError`` that names the file."""
     try:
         return function(*args)
-    except (TypeError, ValueError) as error:  # CheckpointError is a ValueError
+    except (TypeError, ValueError, AllocationError) as error:  # CheckpointError: a ValueError
         raise CheckpointError(f"{path}: {error}") from None
     except RecursionError:
         raise CheckpointError(f"{path}: the config is nested too deep") from None

@@ -440,6 +440,18 @@ def test_a_tiny_file_that_asks_for_a_huge_layer_allocates_nothing_big(tmp_path):
     assert "missing key 'w'" in str(error) and peak < 16 * 2**20
 
 
+def test_a_tiny_file_that_asks_for_a_layer_larger_than_the_machine(tmp_path):
+    """Whether the constructor refuses the size or the shapes misfit, the error is about the
+    layer: not a file too big for memory (the file has 368 bytes)."""
+    path = tmp_path / "huger.safetensors"
+    config = {"type": "LinearLayer", "args": {"in_features": 10**6, "out_features": 10**6}}
+    raw_safetensors(path, {"w": ("F64", (2, 2)), "b": ("F64", (2,))}, mnn_metadata(config))
+    error, peak = load_tracing_memory(path)
+    assert isinstance(error, mnn.CheckpointError), error
+    assert str(error).startswith(f"{path}: ") and "(1000000, 1000000)" in str(error)
+    assert "more than this process can hold" not in str(error) and peak < 16 * 2**20
+
+
 @pytest.mark.parametrize("dtype", ["BF16", "I64"])
 def test_a_tensor_of_a_dtype_mnn_does_not_keep(tmp_path, dtype):
     path = tmp_path / "odd.safetensors"
