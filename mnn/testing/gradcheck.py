@@ -42,6 +42,10 @@ that draw random numbers (``Dropout``, which counts its masks in ``draws``) are
 reset to the same count before every forward, so that the finite differences
 see one function, as ``torch.random.fork_rng`` does for torch's checks.
 
+Inputs, targets and parameters must be finite: a NaN or an infinity among them
+is an ``ArgumentError`` that names where it is, before any difference is taken
+(differences of NaNs are NaN, and every comparison would fail for that reason).
+
 It also checks that every input gradient ``backward`` returns is an array of
 its input's shape, dtype, library and device (a wrong one is a failure with a
 message, never a raw exception); that two forward/backward pairs return the same
@@ -58,8 +62,8 @@ from typing import TYPE_CHECKING, Any
 import array_api_compat
 import numpy as np
 
-from mnn.backends import Placement, dtype_name
-from mnn.errors import describe
+from mnn.backends import Placement, dtype_name, to_host
+from mnn.errors import ArgumentError, ArgumentTypeError, describe
 from mnn.initializers import host_generator
 
 if TYPE_CHECKING:
@@ -110,10 +114,16 @@ def gradcheck(layer: BaseLayer, inputs: Any, feedbacks: Any = None, *,
     arrays = [i for i, x in enumerate(inputs) if _is_array(x)]
     floating = [i for i in arrays if _is_floating(inputs[i])]
     if not floating and not any(True for _ in layer.parameters()):
-        raise TypeError(f"gradcheck: {layer.name} got no floating-point inputs and has no "
-                        f"parameters: nothing to check")
+        raise ArgumentTypeError(f"gradcheck: {layer.name} got no floating-point inputs and "
+                                f"has no parameters: nothing to check")
     if not arrays:
-        raise TypeError(f"gradcheck: {layer.name} got no input arrays")
+        raise ArgumentTypeError(f"gradcheck: {layer.name} got no input arrays")
+    numbers = [(f"inputs[{i}]" if several else "inputs", inputs[i]) for i in floating]
+    if _is_array(feedbacks) and _is_floating(feedbacks):
+        numbers.append(("targets", feedbacks))
+    numbers += [(f"parameter {name!r}", owner.params[key])
+                for name, owner, key in layer.parameters()]
+    _check_finite(layer, numbers)
     # Layers that draw random numbers (Dropout) count their draws; every forward below
     # starts from the same count, so that it draws the same numbers (torch.random.fork_rng).
     random_layers = [(sub, sub.draws) for _, sub in layer.named_layers() if hasattr(sub, "draws")]
@@ -269,6 +279,20 @@ def _is_array(x) -> bool:
 
 def _is_floating(x) -> bool:
     return array_api_compat.array_namespace(x).isdtype(x.dtype, "real floating")
+
+
+def _check_finite(layer, named: list[tuple[str, Any]]) -> None:
+    """Each ``(label, array)`` holds finite numbers only, else an ``ArgumentError`` naming
+    the array, how many entries are not finite, and the first of them."""
+    for label, array in named:
+        host = to_host(array)
+        bad = ~np.isfinite(host)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ArgumentError(
+                f"gradcheck: {label} of {layer.name} is not finite at {int(bad.sum())} of its "
+                f"{bad.size} entries, the first {host[first]} at index {first}; finite "
+                f"differences need finite numbers")
 
 
 def _unravel(flat: int, shape: tuple) -> tuple:

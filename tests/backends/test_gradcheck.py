@@ -198,3 +198,31 @@ def test_nothing_to_check_is_a_clear_error(target):
     with pytest.raises(TypeError, match=r"gradcheck: ReluLayer got no floating-point inputs and "
                                         r"has no parameters"):
         gradcheck(mnn.ReluLayer(), target.asarray(np.array([1, 2])))
+
+
+@pytest.mark.parametrize("where, message", [
+    ("inputs", r"inputs of LinearLayer is not finite at 1 of its 12 entries, the first nan at "
+               r"index \(1, 2\)"),
+    ("parameter", r"parameter 'b' of LinearLayer is not finite at 1 of its 3 entries, the first "
+                  r"inf at index \(0,\)"),
+])
+def test_a_nan_or_an_infinity_is_named_before_any_difference(target, rng, where, message):
+    """Not "different input gradients" (NaN != NaN): the NaN itself, where it is."""
+    layer = mnn.LinearLayer(4, 3, rng=0)
+    x = rng.standard_normal((3, 4))
+    if where == "inputs":
+        x[1, 2] = np.nan
+    else:
+        layer.params["b"][0] = np.inf
+    layer.to(xp=target.backend.name, device=target.device_name)
+    with pytest.raises(mnn.errors.ArgumentError, match=rf"^gradcheck: {message}; finite "
+                                                       r"differences need finite numbers$"):
+        gradcheck(layer, target.asarray(x))
+
+
+def test_nan_targets_are_named(rng):
+    inputs, targets = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    targets[0, 0] = np.nan
+    with pytest.raises(mnn.errors.ArgumentError, match=r"gradcheck: targets of MSELossLayer is "
+                                                       r"not finite at 1 of its 6 entries"):
+        gradcheck(mnn.MSELossLayer(), inputs, targets)
