@@ -193,7 +193,8 @@ def differences(given: Any, expected: Any, path: str = "config") -> list[str]:
         return out
     if isinstance(given, (list, tuple)) and isinstance(expected, (list, tuple)):
         out = [] if len(given) == len(expected) else [
-            f"{path}: the checkpoint has {len(given)} entries, the model {len(expected)}"]
+            f"{path}: the checkpoint's list has length {len(given)}, the model's "
+            f"{len(expected)}"]
         for i, (g, e) in enumerate(zip(given, expected, strict=False)):
             out += differences(g, e, f"{path}[{i}]")
         return out

@@ -704,18 +704,23 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
 def load_with_limited_memory(path, address_space: int) -> dict:
     """``mnn.load(path)`` in a new process whose address space is limited (so that a load
     without bounds ends there, not in this machine's memory): the CheckpointError's
-    message, the seconds the load took and the peak bytes it allocated (tracemalloc)."""
+    message, the seconds the load took, and the peak bytes that a second load allocated
+    (traced apart: tracemalloc slows every allocation)."""
     code = textwrap.dedent(f"""
         import json, resource, time, tracemalloc
         import mnn
         resource.setrlimit(resource.RLIMIT_AS, ({address_space}, {address_space}))
-        tracemalloc.start()
         start = time.perf_counter()
         try:
             mnn.load({str(path)!r})
         except mnn.CheckpointError as error:
-            print(json.dumps({{"error": str(error), "seconds": time.perf_counter() - start,
-                              "peak": tracemalloc.get_traced_memory()[1]}}))
+            seconds = time.perf_counter() - start
+            tracemalloc.start()
+            try:
+                mnn.load({str(path)!r})
+            except mnn.CheckpointError:
+                peak = tracemalloc.get_traced_memory()[1]
+            print(json.dumps({{"error": str(error), "seconds": seconds, "peak": peak}}))
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
@@ -780,6 +785,12 @@ def test_one_problem_is_one_problem():
                                                   r"has 'glorot', the model 'he'$"):
         layer.load_weights(layer.state_dict(), {"type": "LinearLayer", "args": {
             "in_features": 3, "out_features": 2, "init": "glorot"}})
+    net = mnn.SequentialLayers([layer])  # not "1 entries"
+    longer = mnn.SequentialLayers([mnn.LinearLayer(3, 2), mnn.ReluLayer()]).config()
+    with pytest.raises(mnn.CheckpointError, match=r"\(1 difference\):\n  config\['args'\]"
+                                                  r"\['layers'\]: the checkpoint's list has "
+                                                  r"length 2, the model's 1$"):
+        net.load_weights(net.state_dict(), longer)
 
 
 def test_many_config_differences_make_a_message_of_a_few_lines():
