@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from mnn.checkpoint import save
-from mnn.files import atomic_write
 
 #: ``step(inputs, targets)``: one optimizer step on one batch; returns the batch's loss.
 Step = Callable[[Any, Any], Any]
@@ -90,22 +89,20 @@ class Run:
 
 
 class Checkpoint:
-    """The model and optimizer at ``path`` (``mnn.save``), and ``beside`` files next to it.
+    """The model and optimizer at ``path`` (``mnn.save``), with the caller's ``metadata``
+    in the same file (``mnn train-lm``'s vocabulary).
 
-    ``beside`` maps a suffix to the bytes of a file ``path + suffix`` (``mnn train-lm``'s
-    vocabulary). Every file is written atomically: an old one is replaced only by a
-    complete new one.
+    The write is atomic: an old file is replaced only by a complete new one, so the
+    model and its metadata are never out of step.
     """
 
     def __init__(self, path: str, model, optimizer=None,
-                 beside: Mapping[str, bytes] | None = None) -> None:
+                 metadata: Mapping[str, str] | None = None) -> None:
         self.path, self.model, self.optimizer = path, model, optimizer
-        self.beside = dict(beside or {})
+        self.metadata = dict(metadata or {})
 
     def save(self) -> None:
-        save(self.model, self.path, optimizer=self.optimizer)
-        for suffix, data in self.beside.items():
-            atomic_write(f"{self.path}{suffix}", data)
+        save(self.model, self.path, optimizer=self.optimizer, metadata=self.metadata)
 
 
 def plain_step(model, optimizer, through=None) -> Step:
@@ -193,5 +190,5 @@ def progress_bar(total: int, description: str, unit: str = "sample"):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=description, unit=unit, unit_scale=True, leave=False,
-                file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=description, unit=unit, leave=False, file=sys.stderr,
+                dynamic_ncols=True)  # counts as integers: 70/100, not unit_scale's 70.0/100

@@ -1,4 +1,5 @@
-"""The ``mnn`` command: ``mnn train``, ``train-lm``, ``evaluate``, ``info`` and ``check``.
+"""The ``mnn`` command: ``mnn train``, ``train-lm``, ``generate``, ``evaluate``, ``info`` and
+``check``.
 
 Each subcommand lives in its own file, with an ``add_arguments(parser)`` and a
 ``run(args)``. Bad input (an unknown backend, a device that is not present, a
@@ -17,7 +18,7 @@ import os
 import sys
 import warnings
 
-from mnn.cli import check, evaluate, info, train, train_lm
+from mnn.cli import check, evaluate, generate, info, train, train_lm
 from mnn.cli.common import CommandError, warn
 from mnn.errors import MnnError
 
@@ -25,7 +26,9 @@ COMMANDS = {
     "train": (train, "train a network (digits by default) and report its test accuracy"),
     "train-lm": (train_lm, "train a character-level GPT (on Python's help text by default) and "
                            "sample from it"),
-    "evaluate": (evaluate, "a saved model's test accuracy and confusion matrix"),
+    "generate": (generate, "text from a language model saved by train-lm"),
+    "evaluate": (evaluate, "a saved model's test accuracy and confusion matrix, or a language "
+                           "model's validation loss and perplexity"),
     "info": (info, "backends, versions and devices present on this machine"),
     "check": (check, "gradient checks of every layer on every backend and device present"),
 }

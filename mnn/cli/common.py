@@ -84,8 +84,8 @@ def add_training_arguments(parser, default_plot: str) -> None:
     parser.add_argument("--save", default=None, metavar="PATH",
                         help="write the model and optimizer to this .safetensors file after "
                              "each evaluation, atomically: an old file is replaced only by a "
-                             "complete new one (train-lm writes the vocabulary beside it, "
-                             "PATH.vocab.json)")
+                             "complete new one (train-lm's file holds the vocabulary "
+                             "too)")
     parser.add_argument("--plot", default=default_plot, metavar="IMAGE",
                         help=f"write the training curves to this image ({PLOT_FORMATS}; needs "
                              "matplotlib; default: %(default)s when matplotlib is installed; "
