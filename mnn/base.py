@@ -86,6 +86,7 @@ class BaseLayer:
         LAYERS.register(cls)
 
     def __init__(self) -> None:
+        serialization.count_new_layer(self)  # a config may not build without bound
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self.sublayers: dict[str, BaseLayer] = {}

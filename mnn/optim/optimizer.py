@@ -31,7 +31,7 @@ from typing import Any
 
 from mnn.backends import Placement, to_host
 from mnn.base import BaseLayer
-from mnn.errors import CheckpointError, describe
+from mnn.errors import CheckpointError, describe, listing, plural
 from mnn.registry import OPTIMIZERS
 from mnn.types import Array
 
@@ -144,8 +144,8 @@ class Optimizer:
         if problems:
             self._set_hyperparameters(before)
             raise CheckpointError(f"{self.name}: the state dict does not fit the optimizer and "
-                                  f"its model ({len(problems)} problems):\n  "
-                                  + "\n  ".join(problems))
+                                  f"its model ({plural(len(problems), 'problem')}):"
+                                  + listing(problems))
         self.state = {name: dict(entries) for name, entries in state_dict.get("state", {}).items()}
 
     def _entry_problems(self, name: str, entries: dict, param) -> list[str]:
