@@ -1,8 +1,10 @@
 """``BaseLayer``: the contract every layer keeps, and the template that keeps it (docs/design.md).
 
 A layer is one class in one file. It owns ``params`` (name -> array) and ``grads``
-(same keys, ``None`` until a backward), and writes two methods, the math of its
-docstring:
+(same keys, ``None`` until a backward), and ``buffers`` (name -> array): state that
+the forward updates but no gradient reaches, such as BatchNorm's running statistics.
+Checkpoints keep both; optimizers update only ``params``. It writes two methods, the
+math of its docstring:
 
 * ``compute_forward(xp, inputs, feedbacks, **options)``: the output; it keeps what
   the backward pass needs with ``self.save_for_backward(...)``;
@@ -77,7 +79,8 @@ class BaseLayer:
     #: of a network fed with data): ``backward`` then returns ``None``.
     input_grad = True
     #: Training mode (the default) or evaluation mode: ``train()`` and ``eval()`` set it on
-    #: a layer and every sublayer. Only layers that behave differently (Dropout) read it.
+    #: a layer and every sublayer. Only layers that behave differently (Dropout, BatchNorm)
+    #: read it.
     training = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -89,6 +92,7 @@ class BaseLayer:
         serialization.count_new_layer(self)  # a config may not build without bound
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = {}  # saved in checkpoints, never given a gradient
         self.sublayers: dict[str, BaseLayer] = {}
         self.placement: Placement = HOST
         self.expected = Expected()  # what forward accepts: set with expect_inputs/_feedbacks
@@ -222,7 +226,7 @@ class BaseLayer:
     def _adopt(self, inputs: Array) -> None:
         """The first forward moves the parameters to the library and device of the inputs
         (and their dtype, when they are floating point); later ones check they are there."""
-        if not self.params:
+        if not self.params and not self.buffers:
             return
         arrived = Placement.of(inputs)
         if self.expected.kind != "real floating":  # token ids: the parameters keep their dtype
@@ -260,6 +264,15 @@ class BaseLayer:
         self.params[key] = host_value
         self.grads[key] = None
 
+    def add_buffer(self, key: str, host_value: np.ndarray) -> None:
+        """Register a buffer (a host float64 array): state that ``state_dict``, checkpoints
+        and ``to()`` carry like a parameter, but that has no gradient and that optimizers
+        leave alone (BatchNorm's running mean and variance)."""
+        if key in self.params:
+            raise ValueError(f"{self.name}: {key!r} is a parameter already; a buffer needs "
+                             f"a name of its own")
+        self.buffers[key] = host_value
+
     def add_grad(self, key: str, value: Array) -> None:
         """Accumulate ``value`` into ``grads[key]`` (store it when the gradient is ``None``)."""
         if self.grads[key] is None:
@@ -283,8 +296,10 @@ class BaseLayer:
                 for key in layer.params]
 
     def state_dict(self) -> dict[str, Any]:
-        """Every parameter by qualified name (``"0.w"``, ``"W_qry.b"``), as stored (no copy)."""
-        return {name: layer.params[key] for name, layer, key in self.parameters()}
+        """Every parameter and buffer by qualified name (``"0.w"``, ``"W_qry.b"``,
+        ``"1.running_mean"``), as stored (no copy)."""
+        slots = serialization.state_slots(self)
+        return {name: store[key] for name, (_, store, key) in slots.items()}
 
     def zero_grads(self, set_to_none: bool = True) -> None:
         """Forget the accumulated gradients, as ``torch.optim.Optimizer.zero_grad()`` does.
@@ -325,7 +340,9 @@ class BaseLayer:
         sublayer, as ``torch.nn.Module.train`` does; returns the layer.
 
         Dropout drops entries only in training mode; in evaluation mode it passes its
-        inputs through. Every other layer computes the same in both modes.
+        inputs through. BatchNorm normalises with the batch's statistics in training mode
+        and with its running statistics in evaluation mode. Every other layer computes the
+        same in both modes.
         """
         if not isinstance(mode, bool):
             raise ValueError(f"{self.name}.train: expected mode to be True or False, got {mode!r}")
@@ -346,7 +363,7 @@ class BaseLayer:
 
     def load_weights(self, state_dict: Mapping[str, Array],
                      config: dict[str, Any] | None = None) -> BaseLayer:
-        """Copy ``state_dict``'s arrays into the parameters; returns the model.
+        """Copy ``state_dict``'s arrays into the parameters and buffers; returns the model.
 
         The arrays may come from any backend (or NumPy); they are copied to where
         each parameter lives now (library, device, dtype). With ``config``, it must
@@ -365,7 +382,8 @@ class BaseLayer:
 
     def to(self, xp: Namespace | str | None = None, device: Device | str | None = None,
            dtype: DType | str | None = None) -> BaseLayer:
-        """Move every parameter (sublayers included) to a namespace, device and dtype.
+        """Move every parameter and buffer (sublayers included) to a namespace, device and
+        dtype.
 
         ``xp`` is a namespace, a library module or a backend name (``"numpy"``);
         ``device`` a device object or name (``"cuda:0"``); ``dtype`` a dtype or its
@@ -385,10 +403,10 @@ class BaseLayer:
 
     def _move_params(self, target: Placement) -> None:
         source = self.placement
-        for key in self.params:
-            for store in (self.params, self.grads):
-                if store[key] is not None:  # a gradient is None until a backward
-                    store[key] = target.from_host(source.to_host(store[key]))
+        for store in (self.params, self.grads, self.buffers):
+            for key, value in store.items():
+                if value is not None:  # a gradient is None until a backward
+                    store[key] = target.from_host(source.to_host(value))
         self.placement = target
         self._placed = True
         self._signature = None

@@ -207,6 +207,17 @@ def differences(given: Any, expected: Any, path: str = "config") -> list[str]:
 # --- weights --------------------------------------------------------------------------------
 
 
+def state_slots(model: BaseLayer) -> dict[str, tuple[BaseLayer, dict[str, Any], str]]:
+    """Where each entry of ``model``'s state dict lives: qualified name -> (owning layer,
+    the dict that holds it, its key there). The state is every parameter and every buffer
+    (``BaseLayer.add_buffer``), sublayers included."""
+    slots = {}
+    for prefix, layer in model.named_layers():
+        for store in (layer.params, layer.buffers):
+            slots.update((prefix + key, (layer, store, key)) for key in store)
+    return slots
+
+
 def check_state(model: BaseLayer, shapes: Mapping[str, tuple[tuple[int, ...], Any]],
                 problems: Sequence[str] = ()) -> None:
     """Raise one ``CheckpointError`` that counts every way a state dict does not fit
@@ -217,7 +228,8 @@ def check_state(model: BaseLayer, shapes: Mapping[str, tuple[tuple[int, ...], An
     (or allocates) any tensor. ``problems`` were found already (names whose value is
     no array are reported there, and are given in ``shapes`` as ``None``).
     """
-    expected = {name: tuple(layer.params[key].shape) for name, layer, key in model.parameters()}
+    expected = {name: tuple(store[key].shape)
+                for name, (_, store, key) in state_slots(model).items()}
     problems = list(problems)
     problems += [f"missing key {name!r}" for name in expected if name not in shapes]
     problems += [f"unexpected key {name!r}" for name in shapes if name not in expected]
@@ -237,7 +249,7 @@ def check_state(model: BaseLayer, shapes: Mapping[str, tuple[tuple[int, ...], An
 
 def load_weights(model: BaseLayer, state_dict: Mapping[str, Any],
                  description: dict[str, Any] | None = None) -> BaseLayer:
-    """Copy ``state_dict``'s arrays into ``model``'s parameters; returns the model.
+    """Copy ``state_dict``'s arrays into ``model``'s parameters and buffers; returns the model.
 
     An array that lives where its parameter lives (library, device, dtype) is copied
     there directly; any other goes through the host. With ``description``, the
@@ -254,7 +266,7 @@ def load_weights(model: BaseLayer, state_dict: Mapping[str, Any],
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{model.name}: expected a state dict (parameter name -> array), "
                               f"got an object of type {type(state_dict).__name__}")
-    owners = {name: (layer, key) for name, layer, key in model.parameters()}
+    slots = state_slots(model)
     shapes: dict[str, Any] = {}
     problems = []
     for name, value in state_dict.items():
@@ -269,8 +281,8 @@ def load_weights(model: BaseLayer, state_dict: Mapping[str, Any],
             shapes[name] = None
     check_state(model, shapes, problems)
     for name, value in state_dict.items():
-        layer, key = owners[name]
-        layer.params[key] = _copy_to(layer.placement, value)
+        layer, store, key = slots[name]
+        store[key] = _copy_to(layer.placement, value)
     return model
 
 

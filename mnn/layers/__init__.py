@@ -1,6 +1,7 @@
 """The layers, one per file. Each file holds the math (docstring), forward and backward."""
 
 from mnn.layers.attention import MultiHeadAttention
+from mnn.layers.batch_norm import BatchNorm1d, BatchNorm2d
 from mnn.layers.cross_entropy_loss import CrossEntropyLossLayer
 from mnn.layers.dropout import Dropout
 from mnn.layers.embedding import Embedding
@@ -22,6 +23,8 @@ from mnn.layers.tanh import Tanh
 from mnn.layers.transformer_block import TransformerBlock
 
 __all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
     "CrossEntropyLossLayer",
     "Dropout",
     "Embedding",
