@@ -2,6 +2,7 @@
 
 from mnn.layers.attention import MultiHeadAttention
 from mnn.layers.batch_norm import BatchNorm1d, BatchNorm2d
+from mnn.layers.conv2d import Conv2d
 from mnn.layers.cross_entropy_loss import CrossEntropyLossLayer
 from mnn.layers.dropout import Dropout
 from mnn.layers.embedding import Embedding
@@ -25,6 +26,7 @@ from mnn.layers.transformer_block import TransformerBlock
 __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv2d",
     "CrossEntropyLossLayer",
     "Dropout",
     "Embedding",

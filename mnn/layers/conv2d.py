@@ -1,0 +1,322 @@
+r"""Two-dimensional convolution (cross-correlation, as in every deep-learning library)."""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+
+from mnn.base import BaseLayer, Example
+from mnn.checks import allocating, flag, integer, positive_int
+from mnn.errors import ArgumentError, ArgumentTypeError, ShapeError
+from mnn.initializers import he_uniform, host_generator, zeros
+from mnn.types import Seed
+
+
+class Conv2d(BaseLayer):
+    r"""2-D convolution of NCHW images, with torch's arguments and parameter shapes.
+
+    Shapes: inputs :math:`x \in \mathbb{R}^{N \times C \times H \times W}`, weights
+    :math:`W \in \mathbb{R}^{O \times (C/G) \times k_h \times k_w}` (``params['w']``,
+    torch's layout, so torch's weights load as they are), bias :math:`b \in \mathbb{R}^O`
+    (``params['b']``). ``kernel_size``, ``stride`` :math:`s`, ``padding`` :math:`p` and
+    ``dilation`` :math:`d` are an int or an (height, width) pair. With ``groups``
+    :math:`G`, the channels split into :math:`G` groups: output channel :math:`o` sees
+    only the :math:`C/G` input channels of its group :math:`\gamma(o) = \lfloor o
+    G/O \rfloor`, and :math:`c(o, c') = \gamma(o) C/G + c'` names the input channel
+    :math:`c'` of that group. The equations are written for the height; the width is
+    the same with :math:`j, w, u` for :math:`i, h, t`.
+
+    Forward
+    -------
+    Let :math:`\tilde x` be :math:`x` with :math:`p` zeros on each side of both image
+    axes (:math:`\tilde H = H + 2p`). Each output pixel is a dot product of the kernel
+    with a window of :math:`\tilde x`:
+
+    .. math::
+        y_{n o h w} = b_o + \sum_{c'=0}^{C/G-1} \sum_{i=0}^{k_h-1} \sum_{j=0}^{k_w-1}
+            W_{o c' i j}\, \tilde x_{n,\, c(o,c'),\, s h + d i,\, s w + d j}  \qquad (1)
+
+    for :math:`0 \le h < H' = \lfloor (H + 2p - d(k - 1) - 1)/s \rfloor + 1` (2): the
+    last window must fit in the padded image, which needs :math:`H' \ge 1`.
+
+    Regroup (1) by kernel tap :math:`(i, j)`. The entries that tap :math:`(i, j)`
+    multiplies form a strided slice of the padded input,
+    :math:`X^{(ij)}_{n c h w} = \tilde x_{n, c, s h + d i, s w + d j}`, and within a group
+    the sum over :math:`c'` is a matrix product of the tap's weights
+    :math:`W_{:, :, i, j}` (:math:`O/G \times C/G`) with that slice, its batch and pixels
+    flattened into columns (:math:`C/G \times N H' W'`):
+
+    .. math::
+        y = b + \sum_{i, j} W_{:, :, i, j}\; X^{(ij)}  \qquad (3)
+
+    Jacobians
+    ---------
+    Differentiate (1) entry by entry (:math:`c'` the place of channel :math:`c` in its
+    group; the bracket is 1 when :math:`c` is in the group of :math:`o`, else 0):
+
+    .. math::
+        \frac{\partial y_{n o h w}}{\partial \tilde x_{n' c t u}} = \delta_{n n'}\,
+            [\gamma(o) = \lfloor c G / C \rfloor] \sum_{i, j} W_{o c' i j}\,
+            \delta_{t,\, s h + d i}\, \delta_{u,\, s w + d j}  \qquad (4)
+
+    .. math::
+        \frac{\partial y_{n o h w}}{\partial W_{o' c' i j}} = \delta_{o o'}\,
+            \tilde x_{n,\, c(o, c'),\, s h + d i,\, s w + d j}, \qquad
+        \frac{\partial y_{n o h w}}{\partial b_{o'}} = \delta_{o o'}  \qquad (5)
+
+    The first is an :math:`(N O H' W') \times (N C \tilde H \tilde W)` matrix, mostly
+    zeros; nobody should build it.
+
+    Input gradient: a transposed convolution
+    -----------------------------------------
+    Given :math:`g_{nohw} = \partial \ell / \partial y_{nohw}`, summing (4) against
+    :math:`g` leaves, for each input pixel :math:`t`, the output pixels whose window
+    covers it:
+
+    .. math::
+        \frac{\partial \ell}{\partial \tilde x_{n c t u}} = \sum_{o \in \gamma(c)}
+            \sum_{i, j}\; \sum_{h:\, s h + d i = t}\; \sum_{w:\, s w + d j = u}
+            g_{n o h w}\, W_{o c' i j}  \qquad (6)
+
+    The constraint :math:`s h = t - d i` disappears if :math:`g` is spread out by the
+    stride: :math:`\hat g_{n o, s h, s w} = g_{n o h w}`, with :math:`s - 1` zeros
+    between neighbours (zero outside its range too). Then
+
+    .. math::
+        \frac{\partial \ell}{\partial \tilde x_{n c t u}} = \sum_{o \in \gamma(c)}
+            \sum_{i, j} \hat g_{n,\, o,\, t - d i,\, u - d j}\, W_{o c' i j}  \qquad (7)
+
+    Flip the kernel (:math:`i \to k - 1 - i`) and shift :math:`\hat g` down by
+    :math:`d(k - 1)` rows (:math:`v_{m} = \hat g_{m - d(k-1)}`, zeros in front):
+
+    .. math::
+        \frac{\partial \ell}{\partial \tilde x_{n c t u}} = \sum_{o \in \gamma(c)}
+            \sum_{i, j} v_{n,\, o,\, t + d i,\, u + d j}\,
+            W_{o,\, c',\, k_h - 1 - i,\, k_w - 1 - j}  \qquad (8)
+
+    which is (1) again, with stride 1, no bias, the input :math:`v` and the kernel
+    :math:`W^\top_{c o' i j} = W_{\gamma(c) O/G + o',\, c',\, k_h-1-i,\, k_w-1-j}`:
+    input and output channels swapped within each group, the taps flipped. That is the
+    transposed convolution, and the code runs the forward's own function on it. The
+    gradient of :math:`x` drops the :math:`p` padded rows on each side of (8); the
+    code drops them from :math:`v` first, so that (8) computes only the :math:`H`
+    rows that are kept (9).
+
+    Weight gradient: a correlation of input and output gradient
+    -----------------------------------------------------------
+    Summing (5) against :math:`g`:
+
+    .. math::
+        \frac{\partial \ell}{\partial W_{o c' i j}} = \sum_{n, h, w} g_{n o h w}\,
+            \tilde x_{n,\, c(o, c'),\, s h + d i,\, s w + d j}
+            = \big(g\, X^{(ij)\top}\big)_{o c'}  \qquad (10)
+
+    the correlation of the padded input with the output gradient, one matrix product
+    per tap and group (the batch and pixels summed by the product), and
+
+    .. math::
+        \frac{\partial \ell}{\partial b_o} = \sum_{n, h, w} g_{n o h w}  \qquad (11)
+
+    Formulation
+    -----------
+    The array API standard has no convolution and no ``as_strided``, and arrays of
+    JAX and array-api-strict cannot be written in place. Two portable ways remain:
+    an index gather of every window (im2col), whose backward needs a scatter-add of
+    overlapping windows, or the :math:`k_h k_w` strided slices of (3), each with one
+    matrix product. This layer takes the slices: they are basic indexing, which every
+    library supports on immutable arrays; the backward needs no scatter, since (8) is
+    a convolution again and (10) a product per tap; no index arrays are built; and
+    the batch and pixels of each slice form the columns of one large product per tap
+    (the channels lead in the layout the code works in, ``(C, N, H, W)``).
+
+    Initialisation: He-uniform weights (fan-in :math:`C/G \cdot k_h k_w`, for layers
+    followed by ReLU; see ``mnn.initializers``), zero bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True, *,
+                 rng: Seed = None) -> None:
+        super().__init__()
+        name = self.name
+        self.in_channels = positive_int(name, "in_channels", in_channels)
+        self.out_channels = positive_int(name, "out_channels", out_channels)
+        self.kernel_size = pair(name, "kernel_size", kernel_size)
+        self.stride = pair(name, "stride", stride)
+        self.padding = pair(name, "padding", padding, minimum=0)
+        self.dilation = pair(name, "dilation", dilation)
+        self.groups = positive_int(name, "groups", groups)
+        self.bias = flag(name, "bias", bias)
+        for what, channels in (("in_channels", self.in_channels),
+                               ("out_channels", self.out_channels)):
+            if channels % self.groups:
+                raise ArgumentError(f"{name}: expected groups to divide {what}, got groups="
+                                    f"{self.groups} and {what}={channels}")
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        generator = host_generator(rng)
+        with allocating(name, *([shape, (self.out_channels,)] if self.bias else [shape])):
+            self.add_param("w", he_uniform(shape, int(np.prod(shape[1:])), generator))
+            if self.bias:
+                self.add_param("b", zeros((self.out_channels,)))
+        self.expect_inputs(min_rank=4, max_rank=4, sizes={1: self.in_channels})
+
+    @classmethod
+    def example(cls, rng: np.random.Generator) -> Example:
+        """A small instance, its inputs and feedbacks: what ``gradcheck`` checks.
+
+        Stride, padding, dilation and groups all differ from their defaults, and the
+        full Jacobian stays small: 2 x 4 x 2 x 2 = 32 outputs, 2 x 2 x 5 x 6 = 120 inputs.
+        """
+        layer = cls(2, 4, 3, stride=2, padding=1, dilation=(2, 1), groups=2, rng=rng)
+        layer.params["b"] = rng.standard_normal(4)
+        return layer, rng.standard_normal((2, 2, 5, 6)), None
+
+    def compute_forward(self, xp, inputs, feedbacks):
+        out = output_size(self, inputs.shape, self.kernel_size, self.stride, self.padding,
+                          self.dilation)
+        (ph, pw) = self.padding
+        # The layout (C, N, H, W): channels lead, so that batch and pixels are one axis of
+        # columns in the products of Eq. (3)
+        padded = xp.permute_dims(pad2d(xp, inputs, ph, ph, pw, pw), (1, 0, 2, 3))
+        self.save_for_backward(padded)
+        outputs = correlate(xp, padded, self.params["w"], out, self.stride, self.dilation,
+                            self.groups)  # Eq. (3)
+        if self.bias:
+            outputs = outputs + xp.reshape(self.params["b"], (-1, 1, 1, 1))
+        return xp.permute_dims(outputs, (1, 0, 2, 3))
+
+    def compute_backward(self, xp, gradients, padded):
+        g = xp.permute_dims(gradients, (1, 0, 2, 3))  # (O, N, H', W'), as the forward's output
+        if self.bias:
+            self.add_grad("b", xp.sum(g, axis=(1, 2, 3)))  # Eq. (11)
+        self.add_grad("w", self._weight_gradient(xp, g, padded))
+        if not self.input_grad:
+            return None
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
+        height, width = padded.shape[2] - 2 * ph, padded.shape[3] - 2 * pw
+        spread = upsample(xp, g, self.stride)  # the g-hat of Eq. (7)
+        # Eq. (8) and (9): shift by d(k - 1), drop the p padded rows on each side, and fill
+        # up to the H + d(k - 1) rows that give H rows of gradient (negative: cut off)
+        top, left = dh * (kh - 1) - ph, dw * (kw - 1) - pw
+        v = pad2d(xp, spread, top, height + dh * (kh - 1) - top - spread.shape[2],
+                  left, width + dw * (kw - 1) - left - spread.shape[3])
+        grad = correlate(xp, v, transposed_kernel(xp, self.params["w"], self.groups),
+                         (height, width), (1, 1), self.dilation, self.groups)  # Eq. (8)
+        return xp.permute_dims(grad, (1, 0, 2, 3))
+
+    def _weight_gradient(self, xp, g, padded):
+        """Eq. (10): for each tap, the output gradient times the tap's slice, per group."""
+        groups, (kh, kw) = self.groups, self.kernel_size
+        out_channels, group_in = self.out_channels, self.in_channels // groups
+        out = (g.shape[2], g.shape[3])
+        columns = g.shape[1] * out[0] * out[1]
+        g = xp.reshape(g, (groups, out_channels // groups, columns))
+        taps = [g @ xp.matrix_transpose(xp.reshape(
+                    tap(padded, i, j, out, self.stride, self.dilation),
+                    (groups, group_in, columns)))
+                for i in range(kh) for j in range(kw)]
+        stacked = xp.stack(taps, axis=-1)  # (G, O/G, C/G, kh kw), the taps in row-major order
+        return xp.reshape(stacked, (out_channels, group_in, kh, kw))
+
+
+# --- what the pooling layers share with the convolution ------------------------------------
+
+
+def pair(owner: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
+    """An int or an (height, width) pair of ints, each at least ``minimum``, as a pair."""
+    wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ArgumentTypeError(f"{owner}: expected {name} to be {wanted} or a pair of "
+                                    f"them, got {value!r}")
+        values = tuple(integer(owner, name, v, f"{wanted} or a pair of them") for v in value)
+    else:
+        values = (integer(owner, name, value, f"{wanted} or a pair of them"),) * 2
+    if min(values) < minimum:
+        raise ArgumentError(f"{owner}: expected {name} to be {wanted} or a pair of them, "
+                            f"got {value!r}")
+    return values
+
+
+def output_size(layer, shape, kernel, stride, padding, dilation) -> tuple[int, int]:
+    """Eq. (2): the output's height and width; a ``ShapeError`` if the (dilated) kernel
+    does not fit in the padded image, checked before anything is padded."""
+    sizes = []
+    for axis, size, k, s, p, d in zip((2, 3), shape[2:], kernel, stride, padding, dilation,
+                                      strict=True):
+        span = d * (k - 1) + 1
+        if size + 2 * p < span:
+            raise ShapeError(
+                f"{layer.name}: expected inputs with at least {span - 2 * p} entries along "
+                f"axis {axis} (the kernel spans {span} with dilation {d}, and padding adds "
+                f"{2 * p}), got inputs of shape {tuple(shape)}")
+        sizes.append((size + 2 * p - span) // s + 1)
+    return tuple(sizes)
+
+
+def pad2d(xp, x, top: int, bottom: int, left: int, right: int, value: float = 0.0):
+    """``x`` with rows and columns of ``value`` added to its last two axes (a negative
+    count cuts that many off instead): slices and ``concat``, so immutable arrays pad too."""
+    height, width = x.shape[-2], x.shape[-1]
+    x = x[..., max(-top, 0):height - max(-bottom, 0), max(-left, 0):width - max(-right, 0)]
+    device = array_api_compat.device(x)
+
+    def border(rows: int, columns: int):
+        return xp.full((*x.shape[:-2], rows, columns), value, dtype=x.dtype, device=device)
+
+    if top > 0 or bottom > 0:
+        x = xp.concat([border(max(top, 0), x.shape[-1]), x,
+                       border(max(bottom, 0), x.shape[-1])], axis=-2)
+    if left > 0 or right > 0:
+        x = xp.concat([border(x.shape[-2], max(left, 0)), x,
+                       border(x.shape[-2], max(right, 0))], axis=-1)
+    return x
+
+
+def tap(padded, i: int, j: int, out: tuple[int, int], stride, dilation):
+    """The strided slice that kernel tap ``(i, j)`` multiplies: the entries at rows
+    ``s h + d i`` and columns ``s w + d j`` for every output pixel ``(h, w)``."""
+    (sh, sw), (dh, dw) = stride, dilation
+    return padded[..., dh * i:dh * i + sh * (out[0] - 1) + 1:sh,
+                  dw * j:dw * j + sw * (out[1] - 1) + 1:sw]
+
+
+def upsample(xp, x, stride):
+    """``x`` with ``s - 1`` zeros between neighbours along its last two axes (the g-hat
+    of Eq. (7)): each entry stacked with zeros on a new axis, which a reshape interleaves."""
+    for axis, s in ((-2, stride[0]), (-1, stride[1])):
+        if s == 1:
+            continue
+        zero = xp.zeros_like(x)
+        interleaved = xp.stack([x] + [zero] * (s - 1), axis=axis)  # a new axis after `axis`
+        shape = list(x.shape)
+        shape[axis] *= s
+        x = xp.reshape(interleaved, tuple(shape))
+        x = x[..., :shape[-2] - s + 1, :] if axis == -2 else x[..., :shape[-1] - s + 1]
+    return x
+
+
+def correlate(xp, padded, w, out: tuple[int, int], stride, dilation, groups: int):
+    """Eq. (3) without the bias: ``padded`` in the layout (C, N, H, W), the kernel ``w`` in
+    torch's (O, C/G, kh, kw); the output in the layout (O, N, H', W')."""
+    out_channels, group_in, kh, kw = w.shape
+    columns = padded.shape[1] * out[0] * out[1]
+    w = xp.reshape(w, (groups, out_channels // groups, group_in, kh, kw))
+    outputs = None
+    for i in range(kh):
+        for j in range(kw):
+            window = xp.reshape(tap(padded, i, j, out, stride, dilation),
+                                (groups, group_in, columns))
+            term = w[..., i, j] @ window  # (G, O/G, N H' W'): one product per tap and group
+            outputs = term if outputs is None else outputs + term
+    return xp.reshape(outputs, (out_channels, padded.shape[1], *out))
+
+
+def transposed_kernel(xp, w, groups: int):
+    """The kernel of Eq. (8): input and output channels swapped within each group, and
+    the taps flipped, in torch's layout (C, O/G, kh, kw)."""
+    out_channels, group_in, kh, kw = w.shape
+    w = xp.reshape(w, (groups, out_channels // groups, group_in, kh, kw))
+    w = xp.permute_dims(w, (0, 2, 1, 3, 4))
+    return xp.flip(xp.reshape(w, (groups * group_in, out_channels // groups, kh, kw)),
+                   axis=(-2, -1))
