@@ -15,6 +15,7 @@ from mnn.layers.log_softmax import LogSoftmaxLayer
 from mnn.layers.matrix_product import MatrixProduct
 from mnn.layers.mse_loss import MSELossLayer
 from mnn.layers.nll_loss import NllLossLayer
+from mnn.layers.recurrent import GRU, LSTM, RNN
 from mnn.layers.relu import ReluLayer
 from mnn.layers.residual import Residual
 from mnn.layers.sequential import SequentialLayers
@@ -32,6 +33,8 @@ __all__ = [
     "Embedding",
     "GELU",
     "GPT",
+    "GRU",
+    "LSTM",
     "LayerNorm",
     "LinearLayer",
     "LogLayer",
@@ -40,6 +43,7 @@ __all__ = [
     "MatrixProduct",
     "MultiHeadAttention",
     "NllLossLayer",
+    "RNN",
     "ReluLayer",
     "Residual",
     "SequentialLayers",
