@@ -296,6 +296,16 @@ def upsample(xp, x, stride):
     return x
 
 
+def place(xp, values, top: int, left: int, stride, height: int, width: int):
+    """The pooling layers' backward: ``values`` (one per output pixel) put at rows
+    ``s h + top`` and columns ``s w + left`` of an ``height x width`` array of zeros, as
+    ``upsample`` and ``pad2d`` do it (the offsets may be negative, and what falls outside
+    is cut off)."""
+    spread = upsample(xp, values, stride)
+    return pad2d(xp, spread, top, height - top - spread.shape[-2],
+                 left, width - left - spread.shape[-1])
+
+
 def correlate(xp, padded, w, out: tuple[int, int], stride, dilation, groups: int):
     """Eq. (3) without the bias: ``padded`` in the layout (C, N, H, W), the kernel ``w`` in
     torch's (O, C/G, kh, kw); the output in the layout (O, N, H', W')."""
