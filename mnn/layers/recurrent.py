@@ -2,6 +2,9 @@ r"""Recurrent layers: ``RNN`` (tanh), ``LSTM`` and ``GRU``, on one backpropagati
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import array_api_compat
 import numpy as np
 
@@ -17,7 +20,7 @@ from mnn.checks import (
 )
 from mnn.errors import ArgumentError, ShapeError, describe
 from mnn.initializers import he_uniform, host_generator
-from mnn.types import Seed
+from mnn.types import Array, Namespace, Seed
 
 
 class RecurrentLayer(BaseLayer):
@@ -151,19 +154,22 @@ class RecurrentLayer(BaseLayer):
 
     # --- the cell: what each class writes -----------------------------------------------
 
-    def cell_forward(self, xp, u, v, state):
+    def cell_forward(self, xp: Namespace, u: Array, v: Array,
+                     state: tuple[Array, ...]) -> tuple[tuple[Array, ...], Any]:
         """Eq. (3): ``(new_state, saved)`` from ``u``, ``v`` (``(B, kH)``) and ``state`` (a
         tuple of ``(B, H)`` arrays); ``saved`` is what ``cell_backward`` needs."""
         raise NotImplementedError(f"{self.name} does not define cell_forward")
 
-    def cell_backward(self, xp, saved, grad_state):
+    def cell_backward(self, xp: Namespace, saved: Any, grad_state: tuple[Array | None, ...]
+                      ) -> tuple[Array, Array, tuple[Array | None, ...]]:
         """Eq. (5): ``(grad_u, grad_v, grad_state_direct)``; an entry of
         ``grad_state_direct`` is None where no path goes straight through the cell."""
         raise NotImplementedError(f"{self.name} does not define cell_backward")
 
     # --- the time loop, shared ---------------------------------------------------------
 
-    def run_forward(self, xp, inputs, initial):
+    def run_forward(self, xp: Namespace, inputs: Array,
+                    initial: Mapping[str, Array | None]) -> Array:
         """Eqs. (1) to (3) for every layer and step; ``initial`` maps a state name to the
         array given for it or None. Sets ``final_state``; returns the last layer's outputs."""
         batch, length, _ = inputs.shape
@@ -198,7 +204,8 @@ class RecurrentLayer(BaseLayer):
         self.final_state = final if len(final) > 1 else final[0]
         return x
 
-    def run_backward(self, xp, gradients, saved, final_grads):
+    def run_backward(self, xp: Namespace, gradients: Array, saved: list,
+                     final_grads: tuple[Array | None, ...]) -> Array | None:
         """Eqs. (4) to (8), top layer first; ``final_grads`` maps a state name to the
         gradient given for the final state or None. Sets ``initial_state_grads``."""
         backend = self.placement.backend
