@@ -3,6 +3,8 @@ statistics for evaluation."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mnn.base import BaseLayer, Example
@@ -167,7 +169,7 @@ class BatchNorm1d(BaseLayer):
         # Every axis but the channels' (axis 1): N, then the positions (L; H and W).
         axes = (0, *range(2, inputs.ndim))
         per_channel = (self.num_features, *(1,) * (inputs.ndim - 2))  # broadcasts on (N, C, ...)
-        count = inputs.size // self.num_features  # m
+        count = math.prod(inputs.shape) // self.num_features  # m
         use_batch = self.training or not self.track_running_stats
         if use_batch:
             if self.training and count == 1:
