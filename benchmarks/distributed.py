@@ -242,7 +242,7 @@ def main(argv=None) -> None:
     result = compare(args)
     shown = sys.argv[1:] if argv is None else argv
     result.update(command=shlex.join(["python", "-m", "benchmarks.distributed", *shown]),
-                  date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                  date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                   kind="distributed", params={"batch": args.batch, "dtype": args.dtype,
                                               "processes": args.processes},
                   title=f"data-parallel MLP 784-256-10 step, batch {args.batch} per process, "

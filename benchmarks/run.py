@@ -256,7 +256,7 @@ def main(argv=None) -> int:
             add_pairs(comparison)
     argv_shown = ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
     report = {"command": shlex.join(argv_shown),
-              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
               "environment": changes, "gpu": gpu, "comparisons": results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
