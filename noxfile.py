@@ -7,6 +7,10 @@
     nox -s matrix                # every test session, then a table of what ran where
     nox -s downstream            # the example project of tests/downstream/ on each CPU backend
     nox -s typecheck             # mypy --strict on downstream code that uses mnn's API
+    nox -s versions              # the oldest and the newest versions that pyproject.toml allows
+
+nox builds each environment with uv where uv is installed (``pip install "nox[uv]"``),
+else with virtualenv and pip; the versions sessions need uv.
 
 A device counts as present only if an allocation on it works, probed in the
 session's own Python after the install. Under plain ``nox`` an absent device skips
@@ -17,6 +21,8 @@ so a GPU runner whose GPU went missing cannot pass by skipping.
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import json
 import os
 import shlex
@@ -31,7 +37,10 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["tests", "downstream", "typecheck", "lint", "docs"]
+nox.options.sessions = ["tests", "versions", "downstream", "typecheck", "lint", "docs"]
+# uv resolves in seconds and installs from one cache by hardlinks: torch lies on disk once,
+# not once per environment. The versions sessions need it (its lowest-direct resolution).
+nox.options.default_venv_backend = "uv|virtualenv"
 
 # The exact pin takes the local CPU wheel; a looser spec would pull a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
@@ -81,6 +90,61 @@ DOWNSTREAM_CELLS = [replace(cell, extras=()) if cell.backend == "numpy" else cel
     Cell("dask", "cpu", (str(DOWNSTREAM / "mnn-dask"),), ("dask:cpu",))]
 # The matrix: each family of sessions and its cells.
 SUITES = {"tests": CELLS, "downstream": DOWNSTREAM_CELLS}
+
+# The two ends of what pyproject.toml allows: the oldest Python that requires-python admits,
+# with each dependency at its lower bound (uv's lowest-direct resolution), and the newest
+# Python with the newest releases. 3.13 is the newest that this project's machines have
+# (pyenv's; uv cannot download a Python here).
+VERSIONS = [nox.param("3.11", "lowest-direct", id="oldest"),
+            nox.param("3.13", "highest", id="newest")]
+# The NumPy and array-api-strict targets of the tests sessions.
+VERSIONS_TARGETS = tuple(target for cell in CELLS if cell.backend in ("numpy", "array_api_strict")
+                         for target in cell.targets)
+
+
+def _every_pyenv_python_findable() -> None:
+    """Let nox find each Python that pyenv installed, not only the active one.
+
+    nox finds ``3.11`` or ``3.13`` through pyenv's shims, and a shim runs only the versions
+    that PYENV_VERSION (else ``pyenv global``) names. Naming every installed version after
+    the active ones makes each findable, while ``python3`` stays the active one.
+    """
+    root = os.environ.get("PYENV_ROOT")
+    pyenv = shutil.which("pyenv")
+    if not root or pyenv is None or not Path(root, "versions").is_dir():
+        return
+    named = subprocess.run([pyenv, "version-name"], capture_output=True, text=True, timeout=60)
+    active = [v for v in named.stdout.strip().split(":") if v] if named.returncode == 0 else []
+    installed = sorted(path.name for path in Path(root, "versions").iterdir())
+    os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*active, *installed]))
+
+
+_every_pyenv_python_findable()
+
+
+@functools.cache
+def _pip_find_links() -> tuple[str, ...]:
+    """The find-links of pip's configuration (pip.conf, PIP_FIND_LINKS): folders or pages of
+    wheels that pip searches besides the index.
+
+    uv reads no pip configuration. Given these, it takes a wheel that a machine keeps on
+    disk as pip does: torch's CPU wheel, where the index has a multi-GB CUDA build.
+    """
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                            capture_output=True, text=True, timeout=60)
+    links = []
+    for line in listed.stdout.splitlines():  # e.g. global.find-links='/opt/wheels'
+        key, _, value = line.partition("=")
+        if key.endswith(".find-links"):
+            links += ast.literal_eval(value).split()
+    return tuple(dict.fromkeys(links))
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    """``session.install``; with uv, pip's find-links come too (see ``_pip_find_links``)."""
+    if session.venv_backend == "uv":
+        args = (*(f"--find-links={link}" for link in _pip_find_links()), *args)
+    session.install(*args)
 
 
 
@@ -134,16 +198,41 @@ def tests(session: nox.Session, cell_id: str) -> None:
     cell = next(cell for cell in CELLS if cell.id == cell_id)
     if cell.cuda and (reason := _nvidia_gpu_absent()):
         _absent(session, f"no usable {cell.device} device for {cell.backend}: {reason}")
-    session.install(".[test]", *cell.extras)
+    _install(session, ".[test]", *cell.extras)
     if cell.probe:
         output = session.run("python", "-c", PROBE, cell.probe, silent=True)
         verdicts = [line for line in output.splitlines() if line.startswith("MNN_PROBE")]
         if verdicts != ["MNN_PROBE present"]:
             detail = verdicts[-1].removeprefix("MNN_PROBE absent:").strip() if verdicts else output
             _absent(session, f"no usable {cell.device} device for {cell.backend}: {detail}")
-    env = {"MNN_TEST_TARGETS": ",".join(cell.targets)}
+    env = {}
     if cell.cuda:  # TF32 would make float32 matmuls agree to 1e-3 only
-        env |= {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"}
+        env = {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"}
+    _run_suite(session, cell.targets, env)
+
+
+@nox.session(venv_backend="uv")
+@nox.parametrize(("python", "resolution"), VERSIONS)
+def versions(session: nox.Session, resolution: str) -> None:
+    """Run the suite on NumPy and array-api-strict at the two ends of what pyproject.toml allows.
+
+    ``versions(oldest)``: the oldest Python that requires-python admits, and the lowest
+    version that each bound of mnn's dependencies and of its test and examples extras
+    admits (uv's ``--resolution lowest-direct``). ``versions(newest)``: the newest Python
+    and the newest releases. Without torch, whose wheel on this kind of machine is for
+    Python 3.11 only (elsewhere the pin pulls a multi-GB CUDA build): the torch
+    comparisons skip, saying so, and tests(numpy-cpu) runs them.
+    """
+    # --upgrade: a reused environment is resolved again, not kept as it was.
+    _install(session, f"--resolution={resolution}", "--upgrade", ".[test,examples]")
+    session.run("python", "-c", "import sys, numpy; print('Python', sys.version.split()[0], "
+                "'with NumPy', numpy.__version__)")
+    _run_suite(session, VERSIONS_TARGETS)
+
+
+def _run_suite(session: nox.Session, targets: tuple[str, ...], env: dict | None = None) -> None:
+    """pytest on mnn's suite (or the tests given after ``--``) for the targets, on the
+    installed mnn."""
     # pytest runs from a scratch folder so that the installed package is what gets tested:
     # from the repository root, the source mnn/ (which lacks mnn/backends) would shadow it.
     args = [_from_root(arg) for arg in session.posargs]
@@ -151,7 +240,7 @@ def tests(session: nox.Session, cell_id: str) -> None:
         args.insert(0, str(ROOT / "tests"))
     args += _junit_report(session)
     session.chdir(session.create_tmp())
-    session.run("pytest", *args, env=env)
+    session.run("pytest", *args, env={"MNN_TEST_TARGETS": ",".join(targets), **(env or {})})
 
 
 def _junit_report(session: nox.Session, suffix: str = "") -> list[str]:
@@ -176,7 +265,7 @@ def downstream(session: nox.Session, cell_id: str) -> None:
     run too.
     """
     cell = next(cell for cell in DOWNSTREAM_CELLS if cell.id == cell_id)
-    session.install(".[test]", str(DOWNSTREAM / "example"), *cell.extras)
+    _install(session, ".[test]", str(DOWNSTREAM / "example"), *cell.extras)
     env = {"MNN_TEST_TARGETS": ",".join(cell.targets)}
     scratch = Path(session.create_tmp()).resolve()  # before the chdir: it is relative
     session.chdir(DOWNSTREAM / "example")  # its pyproject.toml holds its pytest configuration
@@ -194,7 +283,7 @@ def typecheck(session: nox.Session) -> None:
 
     The code is tests/downstream/typed_usage.py and the example library of
     tests/downstream/example; mnn's hints come from its py.typed."""
-    session.install(".", "mypy>=1.10")
+    _install(session, ".", "mypy>=1.10")
     session.chdir(session.create_tmp())  # from the root, mypy would read the source mnn/ instead
     session.run("mypy", "--strict", str(DOWNSTREAM / "typed_usage.py"),
                 str(DOWNSTREAM / "example" / "src" / "mnn_example"), *session.posargs)
@@ -203,7 +292,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check on the whole tree (configuration in pyproject.toml)."""
-    session.install("ruff>=0.15")
+    _install(session, "ruff>=0.15")
     session.run("ruff", "check", ".", *session.posargs)
 
 
@@ -299,5 +388,5 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --quick`` for a smoke run. benchmarks/run.py unsets OPENBLAS_CORETYPE
     and OPENBLAS_L2_SIZE in its timing subprocesses only.
     """
-    session.install(".[torch,sklearn]", "matplotlib", "tinynn==0.1.1")
+    _install(session, ".[torch,sklearn]", "matplotlib", "tinynn==0.1.1")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,9 +1,12 @@
-"""The nox matrix on a machine without a GPU: CUDA sessions skip before they install anything.
+"""The nox matrix: CUDA sessions skip before they install anything on a machine without a
+GPU; uv finds what pip finds; nox finds every Python that pyenv installed.
 
-Plain ``nox`` once downloaded 1.6 GB of CUDA wheels (cupy, a CUDA torch) only to find no
-GPU in the probe that ran after the install.
+A CUDA session that installed first would download 1.6 GB of CUDA wheels (cupy, a CUDA
+torch) only to find no GPU in the probe that runs after the install.
 """
 
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -15,13 +18,17 @@ from helpers import load_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_noxfile():
+@pytest.fixture(scope="module")
+def noxfile():
+    """noxfile.py as a module, loaded once (nox registers each session once); what it sets in
+    os.environ (PYENV_VERSION) is undone after."""
     pytest.importorskip("nox", reason="nox is not installed (it is in the test extra)")
-    return load_file("mnn_noxfile", ROOT / "noxfile.py")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PYENV_VERSION", raising=False)
+        yield load_file("mnn_noxfile", ROOT / "noxfile.py")
 
 
-def test_a_cuda_session_without_a_gpu_installs_nothing(tmp_path):
-    noxfile = _load_noxfile()
+def test_a_cuda_session_without_a_gpu_installs_nothing(noxfile, tmp_path):
     reason = noxfile._nvidia_gpu_absent()
     if reason is None:
         pytest.skip("this machine has an NVIDIA GPU: the CUDA sessions run here")
@@ -47,3 +54,50 @@ def test_every_session_description_is_a_whole_sentence():
     cut = [f"{name}: {description}" for name, description in sessions
            if not description.endswith(".")]
     assert not cut, cut
+
+
+def test_the_versions_sessions_test_both_ends_of_what_pyproject_allows(noxfile):
+    """The oldest Python that requires-python admits with the lowest versions; the newest
+    Python with the newest; both on NumPy and array-api-strict."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    ends = {param.id: param.args for param in noxfile.VERSIONS}
+    assert ends == {"oldest": (project["requires-python"].removeprefix(">="), "lowest-direct"),
+                    "newest": (ends["newest"][0], "highest")}
+    assert ends["newest"][0] > ends["oldest"][0]
+    assert set(noxfile.VERSIONS_TARGETS) == {"numpy:cpu", "array_api_strict:CPU_DEVICE",
+                                             "array_api_strict:device1",
+                                             "array_api_strict:device2"}
+    assert "versions" in noxfile.nox.options.sessions
+
+
+def test_uv_is_given_the_find_links_of_pips_configuration(noxfile, tmp_path, monkeypatch):
+    """uv reads no pip configuration: the noxfile hands it pip's find-links (where the torch
+    wheel lies on disk), from pip.conf and from PIP_FIND_LINKS alike."""
+    if importlib.util.find_spec("pip") is None:
+        pytest.skip("pip is not installed here (the environments that uv builds for nox have none)")
+    config = tmp_path / "pip.conf"
+    config.write_text("[global]\nfind-links = /from/the/file\n    /and/another\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIP_FIND_LINKS", "/from/the/environment")
+    noxfile._pip_find_links.cache_clear()
+    try:
+        links = noxfile._pip_find_links()
+    finally:
+        noxfile._pip_find_links.cache_clear()
+    assert set(links) == {"/from/the/file", "/and/another", "/from/the/environment"}, links
+
+
+def test_every_python_that_pyenv_installed_is_findable(noxfile, tmp_path, monkeypatch):
+    """pyenv's shims run only the active versions: the others are named after them."""
+    root, bin_ = tmp_path / "pyenv", tmp_path / "bin"
+    for version in ["3.13.0", "3.11.7", "3.12.1"]:
+        (root / "versions" / version).mkdir(parents=True)
+    bin_.mkdir()
+    (bin_ / "pyenv").write_text("#!/bin/sh\necho 3.12.1\n")  # `pyenv version-name`
+    (bin_ / "pyenv").chmod(0o755)
+    monkeypatch.setenv("PYENV_ROOT", str(root))
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    noxfile._every_pyenv_python_findable()
+    assert os.environ["PYENV_VERSION"] == "3.12.1:3.11.7:3.13.0"
