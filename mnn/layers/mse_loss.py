@@ -2,6 +2,7 @@ r"""Mean squared error loss: summed over features, averaged over the batch."""
 
 from __future__ import annotations
 
+import array_api_compat
 import numpy as np
 
 from mnn.base import BaseLayer, Example
@@ -50,7 +51,10 @@ class MSELossLayer(BaseLayer):
     def compute_forward(self, xp, inputs, feedbacks):
         difference = inputs - feedbacks
         self.save_for_backward(difference)
-        return xp.sum(difference * difference) / inputs.shape[0]  # Eq. (1)
+        # B in the inputs' dtype: NumPy 1.x divides its float32 scalar by a Python int in float64.
+        batch = xp.asarray(inputs.shape[0], dtype=inputs.dtype,
+                           device=array_api_compat.device(inputs))
+        return xp.sum(difference * difference) / batch  # Eq. (1)
 
     def compute_backward(self, xp, difference):
         return (2 * difference) / difference.shape[0]  # Eq. (2)

@@ -52,7 +52,9 @@ def nll(xp, log_p, mask, n_labels: int):
     :math:`-\infty` at an unlabelled class into nan (:math:`0 \cdot (-\infty)`).
     An empty batch (:math:`N = 0`) gives nan, the mean of nothing, as in torch.
     """
-    return -xp.sum(xp.where(mask, log_p, 0.0)) / n_labels  # Eq. (1)
+    # N in log_p's dtype: NumPy 1.x divides its float32 scalar by a Python int in float64.
+    n = xp.asarray(n_labels, dtype=log_p.dtype, device=array_api_compat.device(log_p))
+    return -xp.sum(xp.where(mask, log_p, 0.0)) / n  # Eq. (1)
 
 
 def one_hot(xp, mask, like):
