@@ -224,8 +224,12 @@ class BatchNorm2d(BatchNorm1d):
     ``BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True,
     track_running_stats=True)``, as ``torch.nn.BatchNorm2d``: inputs are
     :math:`(N, C, H, W)`, and each channel is normalised over its :math:`m = N H W`
-    entries (every pixel of every image). The forward, the running statistics and the
-    backward are ``BatchNorm1d``'s, Eqs. (1)-(11) of its docstring, with that :math:`m`.
+    entries (every pixel of every image).
+
+    Forward, running statistics and backward
+    ----------------------------------------
+    They are ``BatchNorm1d``'s, Eqs. (1)-(11) of its docstring, with that :math:`m`:
+    the code is the same, reducing over every axis but the channels'.
     """
 
     #: The rank of the inputs: (N, C, H, W).
