@@ -36,8 +36,11 @@ class Conv2d(BaseLayer):
         y_{n o h w} = b_o + \sum_{c'=0}^{C/G-1} \sum_{i=0}^{k_h-1} \sum_{j=0}^{k_w-1}
             W_{o c' i j}\, \tilde x_{n,\, c(o,c'),\, s h + d i,\, s w + d j}  \qquad (1)
 
-    for :math:`0 \le h < H' = \lfloor (H + 2p - d(k - 1) - 1)/s \rfloor + 1` (2): the
-    last window must fit in the padded image, which needs :math:`H' \ge 1`.
+    for :math:`0 \le h < H'` and :math:`0 \le w < W'`, where the last window must fit in
+    the padded image:
+
+    .. math::
+        H' = \left\lfloor \frac{H + 2p - d(k_h - 1) - 1}{s} \right\rfloor + 1 \ge 1  \qquad (2)
 
     Regroup (1) by kernel tap :math:`(i, j)`. The entries that tap :math:`(i, j)`
     multiplies form a strided slice of the padded input,
@@ -98,9 +101,15 @@ class Conv2d(BaseLayer):
     :math:`W^\top_{c o' i j} = W_{\gamma(c) O/G + o',\, c',\, k_h-1-i,\, k_w-1-j}`:
     input and output channels swapped within each group, the taps flipped. That is the
     transposed convolution, and the code runs the forward's own function on it. The
-    gradient of :math:`x` drops the :math:`p` padded rows on each side of (8); the
-    code drops them from :math:`v` first, so that (8) computes only the :math:`H`
-    rows that are kept (9).
+    gradient of :math:`x` drops the :math:`p` padded rows on each side:
+
+    .. math::
+        \frac{\partial \ell}{\partial x_{n c t u}} =
+            \frac{\partial \ell}{\partial \tilde x_{n,\, c,\, t + p,\, u + p}},
+            \qquad 0 \le t < H  \qquad (9)
+
+    so the code drops the first :math:`p` rows of :math:`v` (and what lies beyond the
+    last row (9) needs), and (8) computes only the :math:`H` rows that are kept.
 
     Weight gradient: a correlation of input and output gradient
     -----------------------------------------------------------
