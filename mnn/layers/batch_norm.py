@@ -132,7 +132,8 @@ class BatchNorm1d(BaseLayer):
         \frac{\partial \ell}{\partial x_k} = \bar r\, \hat g_k  \qquad (11)
 
     The forward keeps :math:`\hat x` (the size of the input) and :math:`r` (one number
-    per channel).
+    per channel). A channel whose variance overflows the dtype (entries beyond about
+    :math:`10^{19}` in float32) gives nan, as in torch, rather than a finite wrong value.
     """
 
     #: The ranks of the inputs: (N, C) or (N, C, L).
@@ -185,6 +186,9 @@ class BatchNorm1d(BaseLayer):
             normalized = inputs - xp.reshape(self.buffers["running_mean"], per_channel)
             variance = xp.reshape(self.buffers["running_var"], per_channel)
         rstd = 1.0 / xp.sqrt(variance + self.eps)  # r, Eq. (1) (r-bar, Eq. (4))
+        # A variance that overflows (entries past ~1e19 in float32) gives nan, as torch does,
+        # not r = 0 and a finite wrong output. One number per channel: no pass over the inputs.
+        rstd = xp.where(xp.isfinite(variance), rstd, xp.nan)
         normalized *= rstd  # x-hat, Eq. (2) (Eq. (4))
         self.save_for_backward(normalized, rstd, use_batch)
         if not self.affine:

@@ -1,6 +1,8 @@
 """BatchNorm1d and BatchNorm2d: gradients, torch.nn agreement in training and evaluation,
 running statistics (buffers) in checkpoints and placement, errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -252,3 +254,15 @@ def test_inputs_of_the_wrong_shape_are_a_clear_error(target, cls, shape, message
     with pytest.raises(mnn.ShapeError, match=rf"{cls.__name__}: {message}, got .* shape "
                                              rf"\({', '.join(map(str, shape))}\)"):
         cls(3)(target.asarray(np.ones(shape)))
+
+
+def test_a_variance_that_overflows_gives_nan_not_a_wrong_value(target):
+    """(1e30)^2 overflows float32: that channel is nan (as in torch), the others are right."""
+    x = np.array([[1e30, 0.2, -0.5], [0.0, 1.0, 3.0], [-1.0, 0.5, 2.0]])
+    layer = mnn.BatchNorm1d(3, affine=False, track_running_stats=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy says "overflow": it is one
+        out = target.to_host(layer(target.asarray(x, "float32")))
+    assert np.all(np.isnan(out[:, 0]))
+    expected = (x[:, 1:] - x[:, 1:].mean(axis=0)) / np.sqrt(x[:, 1:].var(axis=0) + 1e-5)
+    np.testing.assert_allclose(out[:, 1:], expected, rtol=1e-5, atol=1e-6)
