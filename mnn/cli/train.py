@@ -39,6 +39,7 @@ from mnn.cli.common import (
     pyplot,
     resolve_target,
     save_figure,
+    warn,
 )
 from mnn.data import Batches, DistributedBatches
 
@@ -95,8 +96,21 @@ def launch_ranks(args) -> int:
     if device.startswith("cuda") and args.nproc > len(gpus):
         raise CommandError(f"--nproc {args.nproc} on {device}: each rank takes a GPU of its own "
                            f"(rank r takes cuda:r), and {len(gpus)} are present")
+    cores = usable_cores()
+    if args.nproc > cores:
+        warn(f"--nproc {args.nproc} starts more ranks than the {cores} core(s) this process may "
+             f"run on (os.sched_getaffinity): the ranks share them, each step waits for the "
+             f"slowest, and each rank holds torch, the data and the model in memory of its own")
     distributed.launch([sys.executable, "-m", "mnn", *rank_argv(args)], args.nproc)
     return 0
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system has one (a
+    container or ``taskset`` narrows it), else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def rank_argv(args) -> list[str]:

@@ -16,15 +16,29 @@ or hangs ends the others with a ``DistributedError`` instead of a hang. (A crash
 rank is noticed at once: the kernel closes its sockets, and gloo reads the end of
 the stream. A rank that hangs is noticed after ``timeout_s``.)
 
-torch is imported here only when a function needs it, never by ``import mnn.distributed``.
+The rendezvous runs inside torch's C++ code, where no Python exception can stop it,
+and torch's own deadline there is not a bound: its client retries after the timeout,
+and waits without end on a listener that accepts the connection and never answers
+(another program on ``MASTER_PORT``). So ``init_process_group`` keeps the bound
+itself, as torch's NCCL watchdog does for collectives: past ``timeout_s`` a watchdog
+thread prints one line and ends the process (``within_deadline``).
+
+torch is imported here only when a function needs it, never by ``import mnn.distributed``;
+where it cannot be imported, the first call says which package to install.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import importlib
 import os
+import signal
+import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +49,13 @@ from mnn.errors import MnnError
 DEFAULT_TIMEOUT_S = 120.0
 #: What torchrun sets, and what a rank needs to join its job.
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+#: The variable through which ``mnn.distributed.launch`` gives its ranks its pid, so that
+#: each rank ends when the launcher does (``follow_launcher``).
+LAUNCHER_PID = "MNN_LAUNCHER_PID"
+#: What to install where torch is missing: the extra of mnn that pins it.
+INSTALL_TORCH = 'pip install "manual-nn[torch]"'
+#: How often a rank without Linux's parent-death signal checks that its launcher runs.
+PARENT_POLL_S = 0.5
 
 
 class DistributedError(MnnError, RuntimeError):
@@ -69,8 +90,14 @@ _job: Job | None = None
 
 
 def torch_distributed():
-    """``torch.distributed``, imported on first use."""
-    return importlib.import_module("torch.distributed")
+    """``torch.distributed``, imported on first use; ``DistributedError`` naming the package
+    to install where it cannot be imported."""
+    try:
+        return importlib.import_module("torch.distributed")
+    except ImportError as error:
+        raise DistributedError(f"data-parallel training runs on torch.distributed, and torch "
+                               f"cannot be imported here ({_first_line(error)}); install it "
+                               f"with: {INSTALL_TORCH}") from None
 
 
 def launched() -> bool:
@@ -92,7 +119,10 @@ def init_process_group(timeout_s: float = DEFAULT_TIMEOUT_S, backend: str | None
 
     ``timeout_s`` bounds the rendezvous and every collective later. ``backend`` is a
     torch.distributed backend string (default: ``default_backend()``). A missing
-    variable or ranks that do not all arrive raise ``DistributedError``.
+    variable raises ``DistributedError``, and so do ranks that do not all arrive, where
+    torch reports it in time; where it does not, the process ends after ``timeout_s``
+    with one line (``within_deadline``). A rank started by ``mnn.distributed.launch``
+    also ends when the launcher ends (``follow_launcher``).
     """
     global _job
     missing = [name for name in ENVIRONMENT if name not in os.environ]
@@ -102,6 +132,7 @@ def init_process_group(timeout_s: float = DEFAULT_TIMEOUT_S, backend: str | None
                                f"--nproc N), which sets them")
     if not timeout_s > 0:
         raise ValueError(f"init_process_group: timeout_s must be positive, got {timeout_s}")
+    follow_launcher()
     if torch_distributed().is_initialized():
         raise DistributedError("init_process_group: this process has joined a job already; "
                                "call destroy_process_group() first")
@@ -111,16 +142,104 @@ def init_process_group(timeout_s: float = DEFAULT_TIMEOUT_S, backend: str | None
     if backend.endswith("nccl") and local_rank < torch.cuda.device_count():
         torch.cuda.set_device(local_rank)  # NCCL's current device: this rank's own GPU
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+
+    def not_met(why: str) -> str:
+        return (f"rank {rank} of {world_size}: could not meet the other ranks at {where} "
+                f"({why}); are all {world_size} ranks started, with the same MASTER_ADDR and "
+                f"MASTER_PORT?")
+
     try:
-        torch_distributed().init_process_group(
-            backend, timeout=datetime.timedelta(seconds=timeout_s), init_method="env://")
+        with within_deadline(timeout_s, not_met(f"no answer within {timeout_s:g} s")):
+            torch_distributed().init_process_group(
+                backend, timeout=datetime.timedelta(seconds=timeout_s), init_method="env://")
     except RuntimeError as error:  # the rendezvous timed out, or the address is wrong
-        raise DistributedError(
-            f"rank {rank} of {world_size}: could not meet the other ranks at {where} within "
-            f"{timeout_s:g} s ({_first_line(error)}); are all {world_size} ranks started, "
-            f"with the same MASTER_ADDR and MASTER_PORT?") from None
+        raise DistributedError(not_met(_first_line(error))) from None
     _job = Job(rank, world_size, local_rank, backend, timeout_s)
     return _job
+
+
+@contextlib.contextmanager
+def within_deadline(timeout_s: float, message: str) -> Iterator[None]:
+    """Run the body for at most ``timeout_s``; past it, end the process (status 1) with the
+    line ``mnn: error: <message>``.
+
+    A watchdog thread keeps the deadline, since the body blocks in C++, out of reach of
+    Python's exceptions and signal handlers. While the body runs, what it writes to
+    stderr (torch's C++ log: every retry of the rendezvous, each with a stack trace)
+    goes to a temporary file: printed afterwards where the body succeeds, dropped where
+    it fails, since its error then says what went wrong, in one line.
+    """
+    lock = threading.Lock()
+    finished = False
+
+    def give_up() -> None:
+        with lock:  # held until the process ends: the body's own error cannot follow
+            if not finished:  # one write, the whole line: ranks that fail at once share stderr
+                os.write(saved_stderr, f"mnn: error: {message}\n".encode())
+                os._exit(1)
+
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    succeeded = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        watchdog = threading.Timer(timeout_s, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            yield
+            succeeded = True
+        finally:
+            with lock:
+                finished = True
+            watchdog.cancel()
+            sys.stderr.flush()
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            if succeeded:
+                held.seek(0)
+                for line in held:
+                    sys.stderr.write(line.decode(errors="replace"))
+
+
+def follow_launcher() -> None:
+    """End this process when the ``mnn.distributed.launch`` that started it ends.
+
+    The launcher stops its ranks itself when it fails, is interrupted or gets SIGTERM
+    or SIGHUP, but SIGKILL ends it at once. So each rank asks the kernel for SIGKILL
+    when its parent ends (Linux's ``prctl(PR_SET_PDEATHSIG)``, through ctypes); elsewhere a
+    daemon thread checks every ``PARENT_POLL_S`` that its parent is still the launcher
+    (an orphan gets another parent). A launcher that ended before this call is noticed
+    at once. Processes that this one starts do not follow the launcher: the variable
+    ``MNN_LAUNCHER_PID`` is removed. A process started otherwise (by torchrun, whose
+    agent watches its workers, or by hand) is left alone.
+    """
+    launcher = os.environ.pop(LAUNCHER_PID, None)
+    if launcher is None:
+        return
+    if not _ask_for_parent_death_signal(signal.SIGKILL):
+        threading.Thread(target=watch_parent, args=(int(launcher),), daemon=True).start()
+    if os.getppid() != int(launcher):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def watch_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
+    """Kill this process (SIGKILL) once its parent is no longer ``parent``."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _ask_for_parent_death_signal(signum: int) -> bool:
+    """Linux's ``prctl(PR_SET_PDEATHSIG, signum)``: ``signum`` when the parent ends. Whether
+    it is in force (False on other systems)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    pr_set_pdeathsig = 1  # from <linux/prctl.h>
+    try:
+        return ctypes.CDLL(None).prctl(pr_set_pdeathsig, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no C library to load, or no prctl in it
+        return False
 
 
 def current_job() -> Job:
