@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _fail(message: str, status: int = 1):
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    print(f"mnn: error: {'; '.join(lines)}", file=sys.stderr)
+    sys.stderr.write(f"mnn: error: {'; '.join(lines)}\n")  # one write: ranks' lines stay whole
     raise SystemExit(status)
 
 

@@ -34,7 +34,7 @@ class CommandError(Exception):
 def warn(message: str) -> None:
     """Something the user should know that does not stop the command: one line
     ``mnn: warning: ...`` on stderr."""
-    print(f"mnn: warning: {message}", file=sys.stderr)
+    sys.stderr.write(f"mnn: warning: {message}\n")  # one write: ranks' lines stay whole
 
 
 # --- the options of train, train-lm and evaluate ------------------------------------------

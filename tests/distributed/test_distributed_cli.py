@@ -326,9 +326,6 @@ def test_without_torch_data_parallel_is_one_line_naming_the_extra(tmp_path, how)
 
 @needs_torch
 @linux_only
-@pytest.mark.xfail(strict=True, reason="mnn.cli's _fail prints its line with print(), which "
-                   "writes the text and the newline in two calls; the fix (one "
-                   "sys.stderr.write of the line with its newline) belongs to mnn/cli/__init__.py")
 def test_ranks_that_fail_at_once_write_whole_lines(tmp_path):
     """Every write to stderr is a packet of a SOCK_SEQPACKET socket, so the test sees the
     writes themselves: each must be whole lines, or the lines of ranks that fail at once
