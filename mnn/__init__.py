@@ -9,13 +9,19 @@ from mnn import backends, optim
 from mnn.base import BaseLayer
 from mnn.checkpoint import load, save
 from mnn.errors import (
+    AllocationError,
+    ArgumentError,
+    ArgumentTypeError,
     BackwardBeforeForwardError,
     BackwardTwiceError,
     CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointWarning,
     DTypeError,
     LabelError,
     MissingFunctionError,
     MnnError,
+    NonFiniteError,
     PlacementError,
     ShapeError,
 )
@@ -30,5 +36,7 @@ __all__ = [
     "register_optimizer",
     "MnnError", "ShapeError", "DTypeError", "LabelError", "PlacementError",
     "BackwardBeforeForwardError", "BackwardTwiceError", "CheckpointError", "MissingFunctionError",
+    "ArgumentError", "ArgumentTypeError", "AllocationError", "CheckpointNotFoundError",
+    "CheckpointWarning", "NonFiniteError",
     *_layers,
 ]
