@@ -53,6 +53,7 @@ from mnn.data import CharacterVocabulary, DataError, TextWindows, pydoc_corpus
 from mnn.data.text import read_text
 from mnn.errors import CheckpointError, MnnError
 from mnn.initializers import skip_init
+from mnn.serialization import MAX_LAYERS
 
 DEFAULT_PLOT = "<corpus>-lm-curves.png"
 VALIDATION_SHARE = 0.1
@@ -231,6 +232,11 @@ def _check_sizes(args, vocabulary_size: int) -> None:
                                f"--context {args.context} and a vocabulary of "
                                f"{vocabulary_size}: {error}") from None
     block = one_block.blocks[0]
+    layers = len(one_block.named_layers()) + (args.layers - 1) * len(block.named_layers())
+    if layers > MAX_LAYERS:  # mnn.load would refuse the checkpoint
+        raise CommandError(f"--layers {args.layers} makes a GPT of {layers:,} layers (sublayers "
+                           f"included), more than the {MAX_LAYERS:,} that mnn.load builds from "
+                           f"a checkpoint; lower --layers")
     parameters = _count(one_block) + (args.layers - 1) * _count(block)
     positions = args.batch_size * args.context
     per_position = (args.layers * (args.heads * args.context + 2 * 4 * args.d_model
