@@ -19,6 +19,7 @@ from mnn.layers.max_pool2d import MaxPool2d
 from mnn.layers.mse_loss import MSELossLayer
 from mnn.layers.nll_loss import NllLossLayer
 from mnn.layers.recurrent import GRU, LSTM, RNN
+from mnn.layers.recurrent_lm import RecurrentLM
 from mnn.layers.relu import ReluLayer
 from mnn.layers.residual import Residual
 from mnn.layers.sequential import SequentialLayers
@@ -50,6 +51,7 @@ __all__ = [
     "MultiHeadAttention",
     "NllLossLayer",
     "RNN",
+    "RecurrentLM",
     "ReluLayer",
     "Residual",
     "SequentialLayers",
