@@ -72,6 +72,8 @@ CORPUS_KEY = "corpus"
 #: Where checkpoints written before the vocabulary moved into the metadata keep it:
 #: ``<checkpoint><suffix>``, the JSON ``{"characters": ...}``; read when the metadata has none.
 VOCABULARY_SUFFIX = ".vocab.json"
+#: ``--model``'s choices and the ``--layers`` each gets by default.
+MODELS = {"gpt": 4, "lstm": 2, "gru": 2}
 
 
 def add_arguments(parser) -> None:
@@ -88,7 +90,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--context", type=int, default=64, help="characters per window (64)")
     parser.add_argument("--d-model", type=int, default=128, help="model width (128)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (4)")
-    parser.add_argument("--layers", type=int, default=4, help="Transformer blocks (4)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="gpt",
+                        help="gpt: a Transformer (mnn.GPT); lstm or gru: Embedding, a recurrent "
+                             "stack of width --d-model, Linear (mnn.RecurrentLM) (gpt)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help=f"Transformer blocks or recurrent layers ({MODELS['gpt']} for the "
+                             f"GPT, {MODELS['lstm']} for an LSTM or a GRU)")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability (0)")
     parser.add_argument("--weight-decay", type=float, default=0.01,
                         help="AdamW weight decay (0.01, as torch)")
@@ -110,6 +117,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.layers is None:
+        args.layers = MODELS[args.model]
     _check_arguments(args)
     check_output_path("--save", args.save)
     args.plot = plot_destination(args.plot, DEFAULT_PLOT, f"{short_name(args.text)}-lm-curves.png")
@@ -129,16 +138,15 @@ def run(args) -> int:
                         rng=args.seed)
     held_out = where.from_host(tokens[split:])
 
-    gpt = mnn.GPT(len(vocabulary), args.context, args.d_model, args.heads, args.layers,
-                  dropout=args.dropout, rng=args.seed)
-    model = mnn.SequentialLayers([gpt, mnn.CrossEntropyLossLayer(axis=-1)])
+    lm = build_model(args, len(vocabulary))
+    model = mnn.SequentialLayers([lm, mnn.CrossEntropyLossLayer(axis=-1)])
     model.to(xp=backend.name, device=device, dtype=args.dtype)
     optimizer = mnn.optim.AdamW(model, lr=learning_rate(args.lr, "adamw"),
                                 weight_decay=args.weight_decay)
     n_params = sum(math.prod(p.shape) for p in model.state_dict().values())
     print(f"mnn {mnn.__version__}: {corpus} ({len(tokens)} characters, vocabulary "
-          f"{len(vocabulary)}), GPT {args.layers}x{args.d_model} with {args.heads} heads, "
-          f"context {args.context}, {n_params} parameters, on {backend.name} {device} "
+          f"{len(vocabulary)}), {describe_model(args)}, context {args.context}, "
+          f"{n_params} parameters, on {backend.name} {device} "
           f"{args.dtype}, {optimizer!r}, batch {args.batch_size}, seed {args.seed}", flush=True)
 
     history: dict[str, list[float]] = {"step": [], "seconds": [], "train": [], "validation": []}
@@ -154,7 +162,7 @@ def run(args) -> int:
         print(f"step {done.steps}/{args.steps}: train loss {done.loss:.4f}, validation loss "
               f"{history['validation'][-1]:.4f} ({history['seconds'][-1]:.0f} s)", flush=True)
         if args.sample_length:
-            sample = gpt.generate(where.from_host(prompt), args.sample_length, args.temperature,
+            sample = lm.generate(where.from_host(prompt), args.sample_length, args.temperature,
                                   args.top_k, rng=args.seed + done.steps)
             print(f"sample: {vocabulary.decode(sample)!r}", flush=True)
 
@@ -177,10 +185,26 @@ def run(args) -> int:
     if args.save:
         print(f"saved the model, the optimizer and the vocabulary to {args.save}")
     if args.plot:
-        plot_losses(history, args.plot, f"{corpus}, GPT {args.layers}x{args.d_model}, "
+        plot_losses(history, args.plot, f"{corpus}, {describe_model(args)}, "
                                         f"{backend.name} {device} {args.dtype}")
         print(f"wrote the loss curves to {args.plot}")
     return 0
+
+
+def build_model(args, vocabulary_size: int) -> mnn.GPT | mnn.RecurrentLM:
+    """The language model that ``--model`` names, without its loss."""
+    if args.model == "gpt":
+        return mnn.GPT(vocabulary_size, args.context, args.d_model, args.heads, args.layers,
+                       dropout=args.dropout, rng=args.seed)
+    return mnn.RecurrentLM(vocabulary_size, args.context, args.d_model, args.layers,
+                           cell=args.model, rng=args.seed)
+
+
+def describe_model(args) -> str:
+    """The model in one phrase, for the first line and the plot's title."""
+    if args.model == "gpt":
+        return f"GPT {args.layers}x{args.d_model} with {args.heads} heads"
+    return f"{args.model.upper()} {args.layers}x{args.d_model}"
 
 
 def _steps(count: int) -> str:
@@ -221,8 +245,38 @@ def _check_sizes(args, vocabulary_size: int) -> None:
     12 D`` numbers per position and block (the attention weights, the MLP's hidden
     activations before and after GELU, and the ``D``-wide arrays) and the logits with
     their softmax, ``2 V`` per position; AdamW adds two moments and the gradients to the
-    weights: four numbers per parameter.
+    weights: four numbers per parameter. An LSTM or a GRU keeps about ``8 H`` numbers per
+    position and layer (its gates, cell and states at every step).
     """
+    if args.model == "gpt":
+        parameters, per_position = _gpt_sizes(args, vocabulary_size)
+    else:
+        parameters, per_position = _recurrent_sizes(args, vocabulary_size)
+    positions = args.batch_size * args.context
+    size = np.dtype(args.dtype).itemsize * (4 * parameters + positions * per_position)
+    memory = physical_memory()
+    if memory is not None and size > memory:
+        raise CommandError(
+            f"the model ({parameters:,} parameters) and one step (--batch-size "
+            f"{args.batch_size} windows of --context {args.context}) need about "
+            f"{in_words(size)} in {args.dtype}, more than the {in_words(memory)} of memory "
+            f"this machine has; lower --batch-size, --context, --d-model or --layers")
+
+
+def _recurrent_sizes(args, vocabulary_size: int) -> tuple[int, int]:
+    """``(parameters, numbers kept per position)`` of ``--model lstm`` or ``gru``."""
+    with skip_init():
+        try:
+            model = build_model(args, vocabulary_size)
+        except MnnError as error:
+            raise CommandError(f"an {args.model.upper()} with --d-model {args.d_model}, "
+                               f"--layers {args.layers} and a vocabulary of "
+                               f"{vocabulary_size}: {error}") from None
+    return _count(model), args.layers * 8 * args.d_model + 2 * vocabulary_size
+
+
+def _gpt_sizes(args, vocabulary_size: int) -> tuple[int, int]:
+    """``(parameters, numbers kept per position)`` of ``--model gpt``."""
     with skip_init():
         try:
             one_block = mnn.GPT(vocabulary_size, args.context, args.d_model, args.heads, 1,
@@ -238,17 +292,9 @@ def _check_sizes(args, vocabulary_size: int) -> None:
                            f"included), more than the {MAX_LAYERS:,} that mnn.load builds from "
                            f"a checkpoint; lower --layers")
     parameters = _count(one_block) + (args.layers - 1) * _count(block)
-    positions = args.batch_size * args.context
     per_position = (args.layers * (args.heads * args.context + 2 * 4 * args.d_model
                                    + 12 * args.d_model) + 2 * vocabulary_size)
-    size = np.dtype(args.dtype).itemsize * (4 * parameters + positions * per_position)
-    memory = physical_memory()
-    if memory is not None and size > memory:
-        raise CommandError(
-            f"the model ({parameters:,} parameters) and one step (--batch-size "
-            f"{args.batch_size} windows of --context {args.context}) need about "
-            f"{in_words(size)} in {args.dtype}, more than the {in_words(memory)} of memory "
-            f"this machine has; lower --batch-size, --context, --d-model or --layers")
+    return parameters, per_position
 
 
 def _count(layer) -> int:
@@ -305,16 +351,22 @@ class LanguageModel(NamedTuple):
     """A checkpoint of ``mnn train-lm`` (or any GPT saved with a vocabulary), as loaded."""
 
     model: mnn.BaseLayer  #: what the file holds: the GPT, alone or first in a SequentialLayers
-    gpt: mnn.GPT
+    gpt: mnn.GPT | mnn.RecurrentLM  #: the language model that ``generate`` samples from
     vocabulary: CharacterVocabulary
     corpus: str | None  #: ``PYDOC``, a text file's absolute path, or None: not recorded
 
 
+#: The classes ``mnn generate`` and ``mnn evaluate`` read from a checkpoint.
+LANGUAGE_MODELS = (mnn.GPT, mnn.RecurrentLM)
+
+
 def find_gpt(model) -> mnn.GPT | None:
-    """The GPT of ``model``: the model itself, or the first layer of a SequentialLayers."""
-    if isinstance(model, mnn.GPT):
+    """The GPT or RecurrentLM of ``model``: the model itself, or the first layer of a
+    SequentialLayers."""
+    if isinstance(model, LANGUAGE_MODELS):
         return model
-    if isinstance(model, mnn.SequentialLayers) and len(model) and isinstance(model[0], mnn.GPT):
+    if isinstance(model, mnn.SequentialLayers) and len(model) and isinstance(model[0],
+                                                                           LANGUAGE_MODELS):
         return model[0]
     return None
 
