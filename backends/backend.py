@@ -209,23 +209,27 @@ class Backend:
     def sigmoid(self, x: Array) -> Array:
         r"""The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`, elementwise.
 
-        The standard can compute it, but in five passes over ``x`` (negate, cap, ``exp``,
-        add one, reciprocal), which is what this default does; PyTorch, JAX and CuPy
-        override it with their one-pass kernels. ``Sigmoid`` and ``GELU`` compute with it.
+        The standard can compute it, but in several passes over ``x``, which is what this
+        default does; PyTorch, JAX and CuPy override it with their one-pass kernels.
+        ``Sigmoid`` and ``GELU`` compute with it.
 
-        The exponent :math:`-x` is capped at :math:`m = \ln(\text{largest float}) - 1`
-        (87.7 in float32, 708.8 in float64), so :math:`e^{-x}` never overflows. Only
-        :math:`x < -m` is affected: there :math:`0 < \sigma(x) < e^{-m}` (below
-        :math:`10^{-38}` in float32, :math:`3 \cdot 10^{-308}` in float64, the bottom
-        of the range) and the result is about :math:`e^{-m}`. Elsewhere each step
+        Only :math:`e^{-|x|}`, which lies in :math:`(0, 1]`, is computed, so nothing
+        overflows: with :math:`s = 1 / (1 + e^{-|x|}) = \sigma(|x|)`,
+
+        .. math::
+            \sigma(x) = s \quad (x \ge 0), \qquad
+            \sigma(x) = 1 - s = e^{-|x|}\, s \quad (x < 0).
+
+        For :math:`x \ll 0` the result is :math:`e^{x}`, down to the smallest float and
+        then 0, as it should be (float16 reaches 0 at :math:`x \approx -17.3`). Each step
         rounds once, so the result is good to a few units in the last place: no
         difference of nearly equal numbers is taken.
         """
         xp = array_api_compat.array_namespace(x)
-        cap = math.log(float(xp.finfo(x.dtype).max)) - 1.0
-        e = xp.exp(xp.minimum(-x, cap))
-        e += 1.0
-        return 1.0 / e
+        e = xp.exp(-xp.abs(x))
+        s = e + 1.0
+        s = 1.0 / s
+        return xp.where(x < 0, e * s, s)
 
     def scatter_add(self, target: Array, indices: Array, values: Array) -> Array:
         r"""``target`` with ``values[k]`` added to row ``indices[k]``; repeated indices add up.

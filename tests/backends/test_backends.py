@@ -298,9 +298,14 @@ def test_a_seed_the_adapter_cannot_draw_from_is_a_clear_error(kind):
 # --- sigmoid ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("generic", [False, True], ids=["adapter", "standard-fallback"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_sigmoid_is_accurate_everywhere(target, dtype, generic):
-    """Against 1 / (1 + e^-x) in long double: a few ulps; no overflow at x = -1e4."""
+    """Against 1 / (1 + e^-x) in long double: a few ulps, down to the smallest subnormal
+    (float16's results below 6e-5 among them); no overflow at x = -1e4."""
+    if not hasattr(target.xp, dtype):
+        pytest.skip(f"{target.backend.name} has no {dtype}")
+    if dtype == "float16" and not generic and target.backend.name == "jax":
+        pytest.xfail("jax.nn.sigmoid rounds float16 results below 2e-5 to 0 (e^-x overflows)")
     host = np.concatenate([np.linspace(-30, 30, 121), [-80.0, -1e4, 1e4, 0.0]]).astype(dtype)
     sigmoid = backends.Backend.sigmoid if generic else type(target.backend).sigmoid
     with warnings.catch_warnings():
@@ -310,7 +315,7 @@ def test_sigmoid_is_accurate_everywhere(target, dtype, generic):
     exact = 1 / (1 + np.exp(-np.asarray(host, dtype=np.longdouble)))
     ulp = np.finfo(dtype).eps
     np.testing.assert_allclose(target.to_host(out), exact.astype(dtype), rtol=8 * ulp,
-                               atol=np.finfo(dtype).tiny * 4)
+                               atol=np.finfo(dtype).smallest_subnormal * 2)
 
 
 # --- erf --------------------------------------------------------------------------------------
