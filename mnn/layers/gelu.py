@@ -65,10 +65,14 @@ class GELU(BaseLayer):
 
     .. math::
         \frac{dy}{dx} = s + x\, s (1 - s)\, 2c\, (1 + 3 a x^2)
-            = s \Big(1 + x (1 - s) \big(2c + 6ca\, x^2\big)\Big)  \qquad (5)
+            = s + 2c\, w + 6ca\, w x^2, \qquad w = s (1 - s)\, x  \qquad (5)
 
     (in terms of :math:`t = \tanh u = 2s - 1` it is the familiar
-    :math:`\tfrac12(1 + t) + \tfrac12 x (1 - t^2)\, c (1 + 3ax^2)`).
+    :math:`\tfrac12(1 + t) + \tfrac12 x (1 - t^2)\, c (1 + 3ax^2)`). The code
+    forms :math:`w` first and multiplies it by :math:`x` twice, never forming
+    :math:`x^2` or :math:`x^3` alone: where they overflow (:math:`x^3` in float16 beyond
+    :math:`|x| = 40`), :math:`s (1 - s)` is exactly 0, and so is :math:`w x^2`, where
+    :math:`x^3 \cdot 0` would be :math:`\infty \cdot 0`, nan.
 
     Vector-Jacobian product
     -----------------------
@@ -113,13 +117,15 @@ class GELU(BaseLayer):
     def compute_backward(self, xp, gradients, inputs, saved):
         if self.approximate == "tanh":
             s = saved
-            slope = inputs * inputs  # Eq. (5), from the inside out
-            slope *= 6.0 * SQRT_2_OVER_PI * TANH_CUBIC
-            slope += 2.0 * SQRT_2_OVER_PI
-            slope *= inputs
-            slope *= 1.0 - s
-            slope += 1.0
+            slope = 1.0 - s  # w = s (1 - s) x, Eq. (5)
             slope *= s
+            slope *= inputs
+            cubic = slope * inputs  # 6ca w x^2
+            cubic *= inputs
+            cubic *= 6.0 * SQRT_2_OVER_PI * TANH_CUBIC
+            slope *= 2.0 * SQRT_2_OVER_PI  # 2c w
+            slope += cubic
+            slope += s
         else:
             slope = inputs * inputs  # Eq. (4): Phi + x phi(x)
             slope *= -0.5

@@ -3,7 +3,9 @@
 Hypothesis draws, for each layer in ``mnn.testing.cases()``, inputs of other shapes
 (0-size axes included), other dtypes (float16, float32, float64, integers, bool),
 values with NaN, infinities and 1e30, labels of any integer dtype and range, and
-gradients of any shape and dtype. Whatever it draws, a forward and backward must
+gradients of any shape and dtype. Besides its draws, each layer gets explicit examples
+at the extremes of each dtype (``extremes``), which run whatever hypothesis draws. Whatever
+it draws, a forward and backward must
 either raise an ``MnnError`` or give the answer mnn gives in float64 on NumPy for
 the same values (same shapes; the same values where both are finite). A raw error
 from deep inside a library (a numpy ``ValueError``, a torch ``RuntimeError``) or
@@ -19,7 +21,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import mnn
@@ -66,6 +68,41 @@ def _values(draw, rng, shape, dtype):
         info = np.iinfo(dtype)
         return np.clip(np.round(finite), info.min, info.max).astype(dtype)
     return values.astype(dtype)
+
+
+def extremes(shape: tuple[int, ...], dtype: str, sign: int) -> np.ndarray:
+    """An array of ``shape`` filled with the extremes of ``dtype``, all of one ``sign``.
+
+    For a float dtype: 0, its smallest normal number, 1, its largest, and the thresholds
+    where a layer's arithmetic overflows: ``log(max)`` (``exp``), ``max**(1/3)`` (a cube)
+    and ``sqrt(max)`` (a square). One sign per array: where +max and -max meet in a sum,
+    a low-precision answer is rounding error, which no tolerance relative to float64's
+    answer can hold. For an integer dtype: its minimum or maximum, 0 and 1; for bool,
+    both values.
+    """
+    if dtype == "bool":
+        values = [sign > 0, sign < 0]
+    elif np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        values = [info.max if sign > 0 else info.min, 0, 1]
+    else:
+        largest = float(np.finfo(dtype).max)
+        values = [sign * m for m in (0.0, float(np.finfo(dtype).tiny), 1.0, np.log(largest),
+                                     np.cbrt(largest), np.sqrt(largest), largest)]
+    return np.resize(np.asarray(values, dtype=dtype), shape)
+
+
+def extreme_examples(shapes, feedbacks):
+    """``@example`` decorators: for every dtype the fuzz draws, its extremes of either sign,
+    with the case's own feedbacks and a plain gradient."""
+    decorators = []
+    for dtype in FLOAT_DTYPES + OTHER_DTYPES:
+        for sign in (1, -1):
+            inputs = (tuple(extremes(shape, dtype, sign) for shape in shapes)
+                      if isinstance(shapes[0], tuple) else extremes(shapes, dtype, sign))
+            decorators.append(example(inputs=inputs, feedbacks=feedbacks, gradient_seed=0,
+                                      odd_gradient=None))
+    return decorators
 
 
 @st.composite
@@ -185,6 +222,8 @@ def test_any_input_gives_an_mnn_error_or_the_float64_answer(target, name):
             assert _matches(a, b, TOLERANCE.get(dtype, 1e-9)), (
                 f"{name} on {target}, {_what(inputs)}: result {i} differs from float64 NumPy")
 
+    for add_example in extreme_examples(shapes, case_feedbacks):
+        check = add_example(check)
     check()
 
 

@@ -114,3 +114,26 @@ def test_matches_torch_autograd(rng, approximate):
     assert_matches_torch_autograd(
         mnn.GELU(approximate), lambda t: torch.nn.functional.gelu(t, approximate=approximate),
         x, g, rtol=1e-13, atol=1e-15)
+
+
+def test_tanh_form_in_float16_matches_torch_far_from_zero(target):
+    """float16's sigmoid of 2u reaches 0 below x = -5 and 1 above x = 3: the gradient must
+    follow, 0 and 1 as torch gives, and stay finite where x^2 and x^3 overflow."""
+    torch = pytest.importorskip("torch", reason="the torch comparison needs torch")
+    if not hasattr(target.xp, "float16"):
+        pytest.skip(f"{target.backend.name} has no float16")
+    x = np.array([-6e4, -300.0, -40.0, -25.56, -20.2, -5.676, -4.0, -3.0, 0.5, 3.0, 20.0,
+                  300.0, 6e4], dtype=np.float16)
+    tx = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.gelu(tx, approximate="tanh")
+    expected.backward(torch.ones_like(tx))
+    layer = mnn.GELU("tanh")
+    with np.errstate(over="ignore"):  # 2u = 2c (1 + a x^2) x overflows to +-inf: s is 0 or 1
+        out = layer(target.asarray(x, "float16"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow in the backward pass
+        grad = layer.backward(target.asarray(np.ones_like(x), "float16"))
+    np.testing.assert_allclose(target.to_host(out).astype(np.float64),
+                               expected.detach().numpy(), rtol=5e-3, atol=1e-4)
+    np.testing.assert_allclose(target.to_host(grad).astype(np.float64), tx.grad.numpy(),
+                               rtol=5e-3, atol=1e-4)
