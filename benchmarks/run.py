@@ -69,6 +69,9 @@ def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
     # The GPT training step of the target (one thread, as its reference run),
     # each mnn backend timed round-robin beside torch.nn in one process.
     runs += [["benchmarks.gpt", "--library", library] for library in ("torch", "numpy")]
+    # The LSTM language model's step (1 layer, hidden 128, batch 32, sequence 64), its three
+    # contenders round-robin in one process, and the peak memory of one step of each.
+    runs.append(["benchmarks.lstm"])
     return runs
 
 
@@ -141,13 +144,16 @@ def write_markdown(report: dict, path: Path) -> None:
             lines += ["Failed:", "", "```", comparison["error"], "```", ""]
             continue
         memory = comparison["kind"] == "softmax"
+        step_memory = comparison["kind"] == "lstm"  # peak MiB of one step, and its counter
         head = "| contender | min ms | median ms | max ms | ratio to " + comparison["reference"]
-        head += " | page faults / call | peak MiB | peak / input |" if memory else \
-            " | page faults / call |"
-        lines += [head, "|---" * (8 if memory else 6) + "|"]
+        head += (" | page faults / call | peak MiB | peak / input |" if memory else
+                 " | page faults / call | peak MiB of one step | counted by |" if step_memory
+                 else " | page faults / call |")
+        extra = memory or step_memory
+        lines += [head, "|---" * (8 if extra else 6) + "|"]
         for r in comparison["results"]:
             if "skipped" in r:
-                blanks = " |" * (6 if memory else 4)
+                blanks = " |" * (6 if extra else 4)
                 lines.append(f"| {r['name']} | skipped: {r['skipped']} |{blanks}")
                 continue
             row = (f"| {r['name']} | {r['min_ms']:.4g} | {r['median_ms']:.4g} | {r['max_ms']:.4g} "
@@ -156,6 +162,8 @@ def write_markdown(report: dict, path: Path) -> None:
                 peak = r.get("peak_bytes")
                 row += (" not measured (CPU torch) | |" if peak is None else
                         f" {peak / 2**20:.3g} | {r['peak_over_input']:.2f} |")
+            if step_memory:
+                row += f" {r['peak_bytes'] / 2**20:.3g} | {r['peak_counter']} |"
             lines.append(row)
         pairs = comparison.get("pairs", {})
         if pairs:

@@ -1,0 +1,59 @@
+"""The LSTM benchmark's contenders do the whole step: after two steps in float64 their losses and
+weights agree, and run.py runs it in the full benchmark and tables its peak memory.
+
+A contender that skipped work (no bias update, gradients that pile up across steps, a
+time step left out of backpropagation through time) would look fast; this catches it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import import_benchmark
+
+lstm, run, harness = (import_benchmark(name) for name in ("lstm", "run", "harness"))
+OTHERS = [name for name in lstm.TRAINERS if name != "torch.nn"]
+
+
+def _value(loss) -> float:
+    return float(loss.detach() if hasattr(loss, "detach") else loss)
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_weights_after_two_steps_match_torch_nn(name):
+    for needed in ("torch.nn", name):
+        if lstm.missing(needed):
+            pytest.skip(f"contender {needed}: {lstm.missing(needed)}")
+    problem = lstm.make_problem(batch=3, seed=1)
+    reference, other = (lstm.build(n, problem, "float64") for n in ("torch.nn", name))
+    for step in (1, 2):  # the second step catches gradients that are not reset between steps
+        np.testing.assert_allclose(_value(other()), _value(reference()), rtol=1e-10)
+        expected, got = reference.weights(), other.weights()
+        assert expected.keys() == got.keys() == problem.weights.keys()
+        for key, start in problem.weights.items():
+            moved = expected[key] - start
+            assert np.abs(moved).max() > 1e-5, f"torch.nn did not move {key}"
+            np.testing.assert_allclose(got[key] - start, moved, rtol=0,
+                                       atol=1e-8 * np.abs(moved).max(),
+                                       err_msg=f"{name}, step {step}, update of {key}")
+
+
+def test_peak_memory_of_a_step_is_counted_for_each_library():
+    problem = lstm.make_problem(batch=2)
+    for name in lstm.TRAINERS:
+        if lstm.missing(name):
+            continue
+        # the logits alone, (2, 64, 103) float32, are more than 50 kB
+        assert lstm.peak_bytes(name, problem, "float32") > 50_000, name
+
+
+def test_run_py_runs_it_and_tables_the_peak_memory(tmp_path):
+    assert ["benchmarks.lstm"] in run.comparisons(quick=False, gpu=False)
+    result = {"name": "mnn-numpy", "min_ms": 1.0, "median_ms": 2.0, "max_ms": 3.0, "ratio": 1.5,
+              "minor_faults_per_call": 0.0, "peak_bytes": 3 * 2**20, "peak_counter": "numpy"}
+    report = {"command": "python benchmarks/run.py", "date": "today", "environment": {},
+              "comparisons": [{"kind": "lstm", "title": "LSTM step", "reference": "torch.nn",
+                               "results": [result], "machine": harness.machine_info()}]}
+    run.write_markdown(report, tmp_path / "benchmarks.md")
+    assert "| mnn-numpy | 1 | 2 | 3 | 1.50x | 0 | 3 | numpy |" in (
+        tmp_path / "benchmarks.md").read_text()
