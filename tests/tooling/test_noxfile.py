@@ -101,3 +101,17 @@ def test_every_python_that_pyenv_installed_is_findable(noxfile, tmp_path, monkey
     monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
     noxfile._every_pyenv_python_findable()
     assert os.environ["PYENV_VERSION"] == "3.12.1:3.11.7:3.13.0"
+
+
+def test_the_docs_session_can_tell_why_chromium_did_not_run(noxfile):
+    """The docs session passes without Chromium (its browser tests skip): it then warns, with
+    the reason that docs/site/sitecheck.py gives, asked of the session's own Python."""
+    sitecheck = load_file("mnn_sitecheck", ROOT / "docs" / "site" / "sitecheck.py")
+
+    class Session:  # runs the command in this Python, as nox runs it in the session's
+        def run(self, program, *args, silent, log):
+            assert program == "python" and silent and not log
+            return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                                  check=True).stdout
+
+    assert noxfile._chromium_missing(Session()) == (sitecheck.chromium_missing() or "")
