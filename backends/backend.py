@@ -18,6 +18,8 @@ lives here, as methods an adapter overrides where its library differs:
   place and in one pass where the library can; the standard needs two passes;
 * ``transpose_matmul``: ``left.T @ right`` (a weight gradient), where the
   standard's way is slow on a library (NumPy at batch 1);
+* ``windows``: every window of an image that a convolution multiplies by its
+  kernel (im2col), where a library gives them as a view (NumPy, torch);
 * ``enable_float64``: what the library needs before it computes in 64 bits (JAX);
 * ``torch_view``: a torch tensor on an array's own memory (DLPack), which
   ``mnn.distributed`` hands to torch.distributed's collectives without a copy.
@@ -295,6 +297,34 @@ class Backend:
         """
         xp = array_api_compat.array_namespace(left, right)
         return xp.tensordot(left, right, axes=([0], [0]))
+
+    def windows(self, x: Array, kernel: tuple[int, int], stride: tuple[int, int],
+                dilation: tuple[int, int]) -> Array:
+        r"""Every ``kernel``-sized window of the last two axes of ``x``: the im2col of a
+        convolution, read-only (it may be a view of ``x``).
+
+        For ``x`` of shape :math:`(\dots, H, W)`, the result has shape
+        :math:`(\dots, k_h, k_w, H', W')` with
+        :math:`H' = \lfloor (H - d_h (k_h - 1) - 1) / s_h \rfloor + 1` (the same for the
+        width) and
+
+        .. math::
+            \text{out}_{\dots, i, j, h, w} = x_{\dots,\, s_h h + d_h i,\, s_w w + d_w j}.
+
+        ``out[..., i, j, :, :]`` is the strided slice of kernel tap :math:`(i, j)`, and this
+        default stacks those :math:`k_h k_w` slices, a copy built from basic indexing that
+        every library supports, immutable arrays too. NumPy overrides it with
+        ``sliding_window_view`` and torch with ``Tensor.unfold``: views, nothing copied.
+        ``Conv2d`` multiplies the windows by its kernel in one matrix product.
+        """
+        xp = array_api_compat.array_namespace(x)
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        out_h = (x.shape[-2] - dh * (kh - 1) - 1) // sh + 1
+        out_w = (x.shape[-1] - dw * (kw - 1) - 1) // sw + 1
+        taps = [x[..., dh * i:dh * i + sh * (out_h - 1) + 1:sh,
+                  dw * j:dw * j + sw * (out_w - 1) + 1:sw]
+                for i in range(kh) for j in range(kw)]
+        return xp.reshape(xp.stack(taps, axis=-3), (*x.shape[:-2], kh, kw, out_h, out_w))
 
     def torch_view(self, array: Array) -> Any:
         """A ``torch.Tensor`` on the memory of ``array``, or ``None`` where there can be none.

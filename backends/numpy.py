@@ -21,6 +21,15 @@ class NumpyBackend(Backend):
     def transpose_matmul(self, left, right):
         return np.dot(left.T, right)  # BLAS gemm even when the summed axis has length 1
 
+    def windows(self, x, kernel, stride, dilation):
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        # (..., H', W', span_h, span_w) at stride 1, then every s-th window and d-th tap:
+        # a view of x, nothing copied
+        view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(-2, -1))
+        view = view[..., ::sh, ::sw, ::dh, ::dw]
+        return np.moveaxis(view, (-2, -1), (-4, -3))  # (..., kh, kw, H', W')
+
     def erf(self, x):
         try:
             from scipy.special import erf  # NumPy itself has none

@@ -129,14 +129,27 @@ class Conv2d(BaseLayer):
     Formulation
     -----------
     The array API standard has no convolution and no ``as_strided``, and arrays of
-    JAX and array-api-strict cannot be written in place. Two portable ways remain:
-    an index gather of every window (im2col), whose backward needs a scatter-add of
-    overlapping windows, or the :math:`k_h k_w` strided slices of (3), each with one
-    matrix product. This layer takes the slices: they are basic indexing, which every
-    library supports on immutable arrays; the backward needs no scatter, since (8) is
-    a convolution again and (10) a product per tap; no index arrays are built; and
-    the batch and pixels of each slice form the columns of one large product per tap
-    (the channels lead in the layout the code works in, ``(C, N, H, W)``).
+    JAX and array-api-strict cannot be written in place. This layer gathers the
+    windows of (1) as the columns of one matrix (im2col): the entries that tap
+    :math:`(i, j)` multiplies form :math:`X^{(ij)}`, so stacking the taps of every
+    channel of a group gives a :math:`(C/G \cdot k_h k_w) \times (N H' W')` matrix
+    :math:`X`, and (3) becomes one matrix product per group, with the kernel
+    flattened to :math:`O/G \times (C/G \cdot k_h k_w)`:
+
+    .. math::
+        y = b + W_{\text{flat}}\, X  \qquad (12)
+
+    The windows come from the backend adapter, ``Backend.windows``: its portable
+    default stacks the :math:`k_h k_w` strided slices, basic indexing that every
+    library supports on immutable arrays; NumPy and torch give them as a strided view
+    of the padded input (``sliding_window_view``, ``Tensor.unfold``), and only the
+    product's reshape copies. The tests check that both give the same layer. The
+    backward needs no scatter-add of overlapping windows: (8) is a convolution
+    again, gathered the same way, and (10) is one product per group,
+    :math:`g\, X^\top`, with the :math:`X` that the forward kept. The channels lead
+    in the layout the code works in, ``(C, N, H, W)``, so that the batch and pixels
+    of each window are the columns. Timings of both paths against torch are in
+    ``nox -s bench``'s results.
 
     Initialisation: He-uniform weights (fan-in :math:`C/G \cdot k_h k_w`, for layers
     followed by ReLU; see ``mnn.initializers``), zero bias.
@@ -185,47 +198,46 @@ class Conv2d(BaseLayer):
                           self.dilation)
         (ph, pw) = self.padding
         # The layout (C, N, H, W): channels lead, so that batch and pixels are one axis of
-        # columns in the products of Eq. (3)
+        # columns in the product of Eq. (12)
         padded = xp.permute_dims(pad2d(xp, inputs, ph, ph, pw, pw), (1, 0, 2, 3))
-        self.save_for_backward(padded)
-        outputs = correlate(xp, padded, self.params["w"], out, self.stride, self.dilation,
-                            self.groups)  # Eq. (3)
+        columns = self._columns(xp, padded, self.stride, self.groups)
+        self.save_for_backward(columns, padded.shape)
+        outputs = product(xp, self.params["w"], columns, out, self.groups)  # Eq. (12)
         if self.bias:
             outputs = outputs + xp.reshape(self.params["b"], (-1, 1, 1, 1))
         return xp.permute_dims(outputs, (1, 0, 2, 3))
 
-    def compute_backward(self, xp, gradients, padded):
+    def compute_backward(self, xp, gradients, columns, padded_shape):
         g = xp.permute_dims(gradients, (1, 0, 2, 3))  # (O, N, H', W'), as the forward's output
         if self.bias:
             self.add_grad("b", xp.sum(g, axis=(1, 2, 3)))  # Eq. (11)
-        self.add_grad("w", self._weight_gradient(xp, g, padded))
+        (kh, kw), groups = self.kernel_size, self.groups
+        flat_g = xp.reshape(g, (groups, self.out_channels // groups, columns.shape[-1]))
+        w_grad = flat_g @ xp.matrix_transpose(columns)  # Eq. (10): (G, O/G, C/G kh kw)
+        self.add_grad("w", xp.reshape(w_grad, self.params["w"].shape))
         if not self.input_grad:
             return None
-        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
-        height, width = padded.shape[2] - 2 * ph, padded.shape[3] - 2 * pw
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        height, width = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
         spread = upsample(xp, g, self.stride)  # the g-hat of Eq. (7)
         # Eq. (8) and (9): shift by d(k - 1), drop the p padded rows on each side, and fill
         # up to the H + d(k - 1) rows that give H rows of gradient (negative: cut off)
         top, left = dh * (kh - 1) - ph, dw * (kw - 1) - pw
         v = pad2d(xp, spread, top, height + dh * (kh - 1) - top - spread.shape[2],
                   left, width + dw * (kw - 1) - left - spread.shape[3])
-        grad = correlate(xp, v, transposed_kernel(xp, self.params["w"], self.groups),
-                         (height, width), (1, 1), self.dilation, self.groups)  # Eq. (8)
+        grad = product(xp, transposed_kernel(xp, self.params["w"], groups),
+                       self._columns(xp, v, (1, 1), groups), (height, width),
+                       groups)  # Eq. (8)
         return xp.permute_dims(grad, (1, 0, 2, 3))
 
-    def _weight_gradient(self, xp, g, padded):
-        """Eq. (10): for each tap, the output gradient times the tap's slice, per group."""
-        groups, (kh, kw) = self.groups, self.kernel_size
-        out_channels, group_in = self.out_channels, self.in_channels // groups
-        out = (g.shape[2], g.shape[3])
-        columns = g.shape[1] * out[0] * out[1]
-        g = xp.reshape(g, (groups, out_channels // groups, columns))
-        taps = [g @ xp.matrix_transpose(xp.reshape(
-                    tap(padded, i, j, out, self.stride, self.dilation),
-                    (groups, group_in, columns)))
-                for i in range(kh) for j in range(kw)]
-        stacked = xp.stack(taps, axis=-1)  # (G, O/G, C/G, kh kw), the taps in row-major order
-        return xp.reshape(stacked, (out_channels, group_in, kh, kw))
+    def _columns(self, xp, padded, stride, groups: int):
+        """The matrix X of Eq. (12) for each group, ``(G, C/G kh kw, N H' W')``, from
+        ``padded`` in the layout (C, N, H, W): the adapter's windows, taps before pixels."""
+        windows = self.placement.backend.windows(padded, self.kernel_size, stride,
+                                                 self.dilation)  # (C, N, kh, kw, H', W')
+        channels, n, kh, kw, out_h, out_w = windows.shape
+        windows = xp.permute_dims(windows, (0, 2, 3, 1, 4, 5))
+        return xp.reshape(windows, (groups, channels // groups * kh * kw, n * out_h * out_w))
 
 
 # --- what the pooling layers share with the convolution ------------------------------------
@@ -315,20 +327,12 @@ def place(xp, values, top: int, left: int, stride, height: int, width: int):
                  left, width - left - spread.shape[-1])
 
 
-def correlate(xp, padded, w, out: tuple[int, int], stride, dilation, groups: int):
-    """Eq. (3) without the bias: ``padded`` in the layout (C, N, H, W), the kernel ``w`` in
-    torch's (O, C/G, kh, kw); the output in the layout (O, N, H', W')."""
-    out_channels, group_in, kh, kw = w.shape
-    columns = padded.shape[1] * out[0] * out[1]
-    w = xp.reshape(w, (groups, out_channels // groups, group_in, kh, kw))
-    outputs = None
-    for i in range(kh):
-        for j in range(kw):
-            window = xp.reshape(tap(padded, i, j, out, stride, dilation),
-                                (groups, group_in, columns))
-            term = w[..., i, j] @ window  # (G, O/G, N H' W'): one product per tap and group
-            outputs = term if outputs is None else outputs + term
-    return xp.reshape(outputs, (out_channels, padded.shape[1], *out))
+def product(xp, w, columns, out: tuple[int, int], groups: int):
+    """Eq. (12) without the bias: the kernel ``w`` in torch's layout (O, C/G, kh, kw) times
+    the ``columns`` of ``Conv2d._columns``; the output in the layout (O, N, H', W')."""
+    out_channels = w.shape[0]
+    outputs = xp.reshape(w, (groups, out_channels // groups, columns.shape[1])) @ columns
+    return xp.reshape(outputs, (out_channels, columns.shape[2] // (out[0] * out[1]), *out))
 
 
 def transposed_kernel(xp, w, groups: int):
