@@ -1,4 +1,5 @@
-"""``mnn train``: a Linear-ReLU-Linear network with cross-entropy, on any backend and device.
+"""``mnn train``: a Linear-ReLU-Linear network (``--model mlp``, the default) or a LeNet-style
+convolutional network (``--model cnn``) with cross-entropy, on any backend and device.
 
 One epoch = one shuffled pass over the training data in mini-batches. After
 each epoch the network is scored on the held-out test data (never trained on),
@@ -16,6 +17,7 @@ backward (``mnn.distributed``); rank 0 prints, plots and saves. See docs/distrib
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -41,10 +43,13 @@ from mnn.cli.common import (
     save_figure,
     warn,
 )
-from mnn.data import Batches, DistributedBatches
+from mnn.data import Batches, Dataset, DistributedBatches
 
 OPTIMIZERS = {"sgd": mnn.optim.SGD, "adam": mnn.optim.Adam, "adamw": mnn.optim.AdamW}
+MODELS = ("mlp", "cnn")
 N_CLASSES = 10
+#: The channels of the CNN's two convolutions
+CNN_CHANNELS = (16, 32)
 
 
 DEFAULT_PLOT = "<dataset>-curves.png"
@@ -55,7 +60,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="passes over the data (20)")
     parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS),
                         help="the update rule (default: %(default)s)")
-    parser.add_argument("--hidden", type=int, default=256, help="hidden units (256)")
+    parser.add_argument("--model", default="mlp", choices=MODELS,
+                        help="mlp: Linear-ReLU-Linear; cnn: Conv-ReLU-MaxPool twice, then "
+                             "Flatten-Linear (LeNet-style, see docs/convolution.md) "
+                             "(default: %(default)s)")
+    parser.add_argument("--hidden", type=int, default=256,
+                        help="hidden units of the mlp (256)")
     add_training_arguments(parser, DEFAULT_PLOT)
     parser.add_argument("--nproc", type=int, default=1,
                         help="processes that train data-parallel on this machine, each on "
@@ -140,13 +150,19 @@ def run_training(args, job: distributed.Job | None) -> int:
         backend, device = resolve_target(args.backend, job.device(device))
     limit_threads(backend, args.threads)
     train_host, test_host = load_dataset(args.dataset, args.data_dir, args.download)
+    if args.model == "cnn":  # the flat pixels as images of one channel
+        train_host, test_host = as_images(train_host), as_images(test_host)
     train = train_host.to(backend, device, args.dtype)  # once: batches are cut on the device
     test = test_host.to(backend, device, args.dtype)
     mnn.manual_seed(args.seed)
     n_in = int(np.prod(train_host.inputs.shape[1:]))
-    model = mnn.SequentialLayers([mnn.LinearLayer(n_in, args.hidden), mnn.ReluLayer(),
-                                  mnn.LinearLayer(args.hidden, N_CLASSES),
-                                  mnn.CrossEntropyLossLayer()])
+    if args.model == "cnn":
+        model, shape = cnn(train_host.inputs.shape[-1])
+    else:
+        model = mnn.SequentialLayers([mnn.LinearLayer(n_in, args.hidden), mnn.ReluLayer(),
+                                      mnn.LinearLayer(args.hidden, N_CLASSES),
+                                      mnn.CrossEntropyLossLayer()])
+        shape = f"{n_in}-{args.hidden}-{N_CLASSES}"
     model.input_grad = False  # the images need no gradient: skip that matrix product
     optimizer = OPTIMIZERS[args.optimizer](model, lr=learning_rate(args.lr, args.optimizer))
     if job is None:
@@ -160,7 +176,7 @@ def run_training(args, job: distributed.Job | None) -> int:
                  f"({job.backend}, data-parallel)")
     test_labels = test_host.labels
     say(f"mnn {mnn.__version__}: {args.dataset} ({len(train)} train, {len(test)} test), "
-        f"{n_in}-{args.hidden}-{N_CLASSES} on {backend.name} {device} {args.dtype}, "
+        f"{shape} on {backend.name} {device} {args.dtype}, "
         f"{optimizer!r}, {batch}, seed {args.seed}", flush=True)
 
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
@@ -195,6 +211,44 @@ def run_training(args, job: distributed.Job | None) -> int:
         plot_curves(history, args.plot, f"{args.dataset}, {backend.name} {device}")
         print(f"wrote the curves to {args.plot}")
     return 0
+
+
+def as_images(dataset):
+    """``dataset`` with each flat input of ``side * side`` pixels as a ``1 x side x side``
+    image (NCHW, one channel), as the convolutions take it."""
+    inputs, labels = dataset.to_host()
+    side = math.isqrt(inputs.shape[1])
+    if side * side != inputs.shape[1]:
+        raise CommandError(f"--model cnn: expected square images, got {inputs.shape[1]} "
+                           f"pixels per input in {dataset.name}")
+    return Dataset(inputs.reshape(-1, 1, side, side), labels, dataset.name)
+
+
+def cnn(side: int):
+    """The LeNet-style network for ``side x side`` images, and its shape in words.
+
+    Two Conv-ReLU-MaxPool stages, each convolution padded to keep the image's size,
+    then one Linear layer to the classes. For images of 16 pixels a side or more
+    (MNIST), the kernels are 5x5 and the 2x2 pools halve the image, as LeNet's
+    (28 -> 14 -> 7 pixels a side). The 8x8 digits are too small to halve twice: there
+    the kernels are 3x3 and the 2x2 pools slide by one pixel (8 -> 7 -> 6).
+    """
+    large = side >= 16
+    kernel, pool_stride = (5, 2) if large else (3, 1)
+    first, second = CNN_CHANNELS
+    left = side
+    for _ in range(2):
+        left = (left - 2) // pool_stride + 1  # a 2x2 pool: Conv2d's Eq. (2), no padding
+    model = mnn.SequentialLayers([
+        mnn.Conv2d(1, first, kernel, padding=kernel // 2), mnn.ReluLayer(),
+        mnn.MaxPool2d(2, stride=pool_stride),
+        mnn.Conv2d(first, second, kernel, padding=kernel // 2), mnn.ReluLayer(),
+        mnn.MaxPool2d(2, stride=pool_stride), mnn.Flatten(),
+        mnn.LinearLayer(second * left * left, N_CLASSES), mnn.CrossEntropyLossLayer()])
+    pool = f"pool2x2/{pool_stride}"
+    shape = (f"cnn 1x{side}x{side}: conv{kernel}x{kernel}x{first}-{pool}-conv{kernel}x"
+             f"{kernel}x{second}-{pool}-{N_CLASSES}")
+    return model, shape
 
 
 def plot_curves(history: dict, path: str, title: str) -> None:
