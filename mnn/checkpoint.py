@@ -93,6 +93,7 @@ from mnn.errors import (
     CheckpointError,
     CheckpointNotFoundError,
     CheckpointWarning,
+    clipped,
     listing,
     plural,
 )
@@ -203,7 +204,7 @@ def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = Fals
         _check(path, load_weights, model, {k: tensors[k] for k in weights})
     except SafetensorError as error:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or "
-                              f"truncated?): {error}") from None
+                              f"truncated?): {clipped(str(error))}") from None
     except MemoryError:  # safetensors maps the whole file; the arrays are copied from there
         size = os.path.getsize(path)
         raise CheckpointError(f"{path}: a checkpoint of {in_words(size)} ({size} bytes) is "
@@ -366,6 +367,6 @@ def _check(path: str, function, *args):
     try:
         return function(*args)
     except (TypeError, ValueError, AllocationError) as error:  # CheckpointError: a ValueError
-        raise CheckpointError(f"{path}: {error}") from None
+        raise CheckpointError(f"{path}: {clipped(str(error))}") from None
     except RecursionError:
         raise CheckpointError(f"{path}: the config is nested too deep") from None

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 #: How many problems one error message lists; the rest are counted.
 MAX_LISTED = 10
+#: The most characters of a message that quotes what a file holds (``clipped``).
+MAX_MESSAGE = 1500
 
 
 class MnnError(Exception):
@@ -98,6 +100,16 @@ def listing(problems: Sequence[str], limit: int = MAX_LISTED, separator: str = "
     if len(problems) > limit:
         shown.append(f"... and {len(problems) - limit} more")
     return "".join(separator + entry for entry in shown)
+
+
+def clipped(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text``, or, when longer than ``limit``, its start and end around a count of the
+    characters left out: a file that holds a string of a megabyte where a size belongs gets
+    a message of a few lines, not the string."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]} ... ({len(text) - 2 * keep} characters left out) ... {text[-keep:]}"
 
 
 def describe(array) -> str:
