@@ -36,6 +36,7 @@ import sys
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -47,7 +48,7 @@ from mnn.cli import main, parser
 #: The most one command may take, and the most resident memory it may add.
 SECONDS = 20
 MEMORY_BOUND = 1 << 30
-ARGV = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+ARGV = settings(max_examples=50, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.function_scoped_fixture])
 
@@ -110,16 +111,16 @@ FLAGS = {
                  "--temperature": flag(["0", "0.8"], BAD_FLOATS),
                  "--top-k": flag(["1", "3"], BAD_INTS),
                  "--prompt": flag(["h", "hello"], ["", "\x00", "\u00e9", "Z" * 1000])},
-    "evaluate": {"checkpoint": flag(["@classifier", "@lm"], BAD_INPUTS),
+    "evaluate": {"checkpoint": flag(["@classifier", "@lm"], BAD_INPUTS + ["@nan"]),
                  **DATASET, **TARGET,
                  "--dtype": flag(["float32", "float64"], ["float16", "int64", ""]),
                  "--text": flag(["@text"], BAD_INPUTS),
                  "--max-text-mb": flag(["1", "100"], BAD_INTS),
                  "--batch-size": flag(["1", "32"], BAD_INTS)},
-    "generate": {"checkpoint": flag(["@lm"], BAD_INPUTS + ["@classifier"]),
+    "generate": {"checkpoint": flag(["@lm"], BAD_INPUTS + ["@classifier", "@nan"]),
                  **TARGET,
                  "--prompt": flag(["h", "hello"], ["", "\x00", "\u00e9", "Z" * 1000]),
-                 "-n": flag(["0", "5", "20"], BAD_INTS + ["10001"]),
+                 "-n": flag(["0", "1", "5"], BAD_INTS + ["10001"]),
                  "--temperature": flag(["0", "0.8"], BAD_FLOATS),
                  "--top-k": flag(["1", "3"], BAD_INTS),
                  "--seed": flag(["0", "7"], ["-1", "9223372036854775808", HUGE, "nan", ""])},
@@ -146,10 +147,12 @@ def no_network(*args, **kwargs):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, str]:
     """The paths that ``@name`` values stand for: inputs of every kind, a valid classifier
-    checkpoint (for digits) and a valid train-lm checkpoint (its corpus: ``@text``)."""
+    checkpoint (for digits), one with a NaN weight, and a valid train-lm checkpoint (its
+    corpus: ``@text``)."""
     root = tmp_path_factory.mktemp("cli-fuzz")
     paths = {name: str(root / name) for name in
-             ("dir", "fifo", "missing", "empty", "binary", "text", "out", "classifier", "lm")}
+             ("dir", "fifo", "missing", "empty", "binary", "text", "out", "classifier", "lm",
+              "nan")}
     os.mkdir(paths["dir"])
     os.mkdir(paths["out"])
     os.mkfifo(paths["fifo"])
@@ -165,6 +168,9 @@ def files(tmp_path_factory) -> dict[str, str]:
     characters = "".join(sorted(set(TEXT)))
     gpt = mnn.GPT(len(characters), 8, d_model=8, heads=2, layers=1, rng=0)
     mnn.save(gpt, paths["lm"], metadata={"vocabulary": characters, "corpus": paths["text"]})
+    _, layer = next((name, layer) for name, layer in classifier.named_layers() if layer.params)
+    next(iter(layer.params.values()))[0, ...] = np.nan
+    mnn.save(classifier, paths["nan"])
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         main(["info"])  # imports the backends once, outside the timed examples
     return paths
