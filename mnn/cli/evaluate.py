@@ -35,6 +35,7 @@ from mnn.cli.common import (
     predictions,
     resolve_target,
 )
+from mnn.cli.train import as_images
 from mnn.cli.train_lm import (
     DEFAULT_MAX_TEXT_MB,
     PYDOC,
@@ -81,6 +82,8 @@ def run(args) -> int:
                            f"{type(model).__name__}, not a GPT")
     model.to(xp=backend.name, device=device, dtype=dtype)
     _, test_host = load_dataset(args.dataset, args.data_dir, args.download)
+    if isinstance(model, mnn.SequentialLayers) and isinstance(model[0], mnn.Conv2d):
+        test_host = as_images(test_host)  # mnn train --model cnn's checkpoint takes images
     test = test_host.to(backend, device, dtype)
     predicted, truth = predictions(model, test), test_host.labels  # a misfit raises ShapeError
     n_classes = max(int(truth.max()), int(predicted.max())) + 1

@@ -64,3 +64,14 @@ def test_flat_inputs_become_one_channel_images():
 def test_non_square_inputs_are_a_command_error():
     with pytest.raises(CommandError, match=r"square images, got 60 pixels per input in odd"):
         train_command.as_images(Dataset(np.zeros((2, 60)), np.array([0, 1]), "odd"))
+
+
+def test_evaluate_gives_a_cnn_checkpoint_images(capsys, tmp_path):
+    """The saved CNN takes 1 x 8 x 8 images: evaluate shapes the digits as train did, and
+    scores what train scored."""
+    path = tmp_path / "cnn.safetensors"
+    trained = ACCURACY.search(run(capsys, "--model", "cnn", "--epochs", "1", "--save",
+                                  str(path)))
+    assert main(["evaluate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {trained.group(1)}% ({trained.group(2)}/359)" in out, out
