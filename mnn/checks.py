@@ -269,27 +269,36 @@ def probability(owner: str, name: str, value) -> float:
 @contextlib.contextmanager
 def allocating(owner: str, *shapes: tuple[int, ...]) -> Iterator[None]:
     """Around the making of parameters of ``shapes`` (float64 arrays on the host): refuse
-    them before they are made if together they exceed this machine's memory, and turn a
-    ``MemoryError`` while they are made (an address-space limit, say) into the same
-    ``AllocationError``, naming the shapes and the bytes.
+    them before they are made if together they exceed this machine's memory
+    (``fits_in_memory``), and turn a ``MemoryError`` while they are made (an
+    address-space limit, say) into an ``AllocationError`` naming the shapes and the bytes.
 
     Refusing first matters where the system promises memory it does not have
     (overcommit): the allocation succeeds, and filling it ends the process.
     """
-    size = sum(math.prod(shape) for shape in shapes) * 8  # float64: 8 bytes an entry
-    memory = physical_memory()
-
-    def error(why: str) -> AllocationError:
-        listed = " and ".join(str(tuple(shape)) for shape in shapes)
-        return AllocationError(f"{owner}: parameters of shape {listed} need {size:,} bytes "
-                               f"({in_words(size)} in float64), {why}")
-
-    if memory is not None and size > memory:
-        raise error(f"more than the {in_words(memory)} of memory this machine has")
+    entries = sum(math.prod(shape) for shape in shapes)
+    what = "parameters of shape " + " and ".join(str(tuple(shape)) for shape in shapes)
+    fits_in_memory(owner, what, entries)
     try:
         yield
     except MemoryError:
-        raise error("and the allocation failed (MemoryError)") from None
+        raise AllocationError(f"{_needs(owner, what, entries)}, and the allocation failed "
+                              f"(MemoryError)") from None
+
+
+def fits_in_memory(owner: str, what: str, entries: int) -> None:
+    """An ``AllocationError`` if ``entries`` float64 numbers (``what``, in words) exceed this
+    machine's memory: a layer whose count of anything (layers, say) comes from a config
+    checks it so before it lists the shapes."""
+    memory = physical_memory()
+    if memory is not None and 8 * entries > memory:
+        raise AllocationError(f"{_needs(owner, what, entries)}, more than the "
+                              f"{in_words(memory)} of memory this machine has")
+
+
+def _needs(owner: str, what: str, entries: int) -> str:
+    size = 8 * entries  # float64: 8 bytes an entry
+    return f"{owner}: {what} need {size:,} bytes ({in_words(size)} in float64)"
 
 
 def physical_memory() -> int | None:

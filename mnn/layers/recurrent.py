@@ -14,6 +14,7 @@ from mnn.checks import (
     allocating,
     check_kind,
     check_same_placement,
+    fits_in_memory,
     flag,
     namespace_of,
     positive_int,
@@ -136,6 +137,11 @@ class RecurrentLayer(BaseLayer):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first = bias, batch_first
         rows = self.gates * hidden_size
+        # A config may say num_layers=10**9: its hidden-to-hidden weights alone are refused
+        # before a shape is listed.
+        layers = "its layer" if num_layers == 1 else f"each of its {num_layers} layers"
+        fits_in_memory(self.name, f"parameters of shape {(rows, hidden_size)} in {layers}",
+                       num_layers * rows * hidden_size)
         shapes = {}
         for layer in range(num_layers):
             shapes[f"weight_ih_l{layer}"] = (rows, input_size if layer == 0 else hidden_size)

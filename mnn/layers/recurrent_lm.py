@@ -57,10 +57,11 @@ class RecurrentLM(BaseLayer):
     def __init__(self, vocab_size: int, context: int, hidden_size: int = 128,
                  num_layers: int = 2, cell: str = "lstm", *, rng: Seed = None) -> None:
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("context", context),
-                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            positive_int(self.name, name, value)
-        if cell not in CELLS:
+        vocab_size = positive_int(self.name, "vocab_size", vocab_size)
+        context = positive_int(self.name, "context", context)
+        hidden_size = positive_int(self.name, "hidden_size", hidden_size)
+        num_layers = positive_int(self.name, "num_layers", num_layers)
+        if not (isinstance(cell, str) and cell in CELLS):  # a list is no key of CELLS
             raise ArgumentError(f"{self.name}: expected cell to be one of {sorted(CELLS)}, "
                                 f"got {cell!r}")
         generator = host_generator(rng)

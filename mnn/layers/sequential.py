@@ -53,6 +53,9 @@ class SequentialLayers(BaseLayer):
 
     def __init__(self, layers: Iterable[BaseLayer]) -> None:
         super().__init__()
+        if not hasattr(layers, "__iter__"):
+            raise ArgumentTypeError(f"{self.name}: expected a list of layers, got an object of "
+                                    f"type {type(layers).__name__}")
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, BaseLayer):

@@ -21,6 +21,8 @@ import pytest
 import mnn
 from mnn.checks import physical_memory
 from mnn.errors import AllocationError, ArgumentError, ArgumentTypeError
+from mnn.serialization import build, constructor_arguments
+from mnn.testing import cases, make_case
 
 VALUES = [  # a value out of range: ArgumentError
     (lambda: mnn.LinearLayer(0, 3), r"LinearLayer: expected in_features to be a positive int, "
@@ -112,6 +114,40 @@ def test_a_bad_seed_is_an_argument_type_error():
     with pytest.raises(ArgumentTypeError, match=r"rng: expected a non-negative int seed or a "
                                                 r"numpy.random.Generator, got -1"):
         mnn.LinearLayer(3, 2, rng=-1)
+
+
+# --- every registered layer ------------------------------------------------------------------
+
+LAYER_NAMES = sorted(cases())
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_every_bad_argument_of_every_layer_is_an_mnn_error(name):
+    """Each constructor argument of the layer's example, replaced by a value of another kind:
+    the layer is made, or refuses with an mnn error; never a raw exception."""
+    layer = make_case(name)[0]
+    arguments = constructor_arguments(layer)
+    for key in arguments:
+        for bad in ("x", -1, 0, 2.5, math.nan, [], None):
+            try:
+                type(layer)(**{**arguments, key: bad})
+            except mnn.MnnError:
+                pass
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_a_huge_count_in_a_config_is_refused_at_once(name):
+    """Each int argument of the layer's config set to 10**30: an mnn error (the parameters
+    would not fit, or a check of the value) within a second, nothing allocated first."""
+    config = make_case(name)[0].config()
+    for key, value in config["args"].items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            start = time.perf_counter()
+            try:
+                build({"type": config["type"], "args": {**config["args"], key: 10**30}})
+            except mnn.MnnError:
+                pass
+            assert time.perf_counter() - start < 1.0, f"{name}({key}=10**30)"
 
 
 # --- NumPy integers are counts, stored as Python ints ---------------------------------------
