@@ -3,12 +3,12 @@ and ``gru`` for the same wall time on the default corpus, one after another on o
 
 Run from the repository root::
 
-    python docs/recurrence_figure.py [SECONDS]
+    python docs/figures/recurrence.py [SECONDS]
 
 Each model trains for ``SECONDS`` (120 by default) with the defaults of ``mnn train-lm``
 (context 64, width 128; 4 blocks for the GPT, 2 layers for the LSTM and the GRU), is
 saved, and ``mnn generate`` samples 200 characters from it. Writes
-``docs/recurrence-curves.png`` (validation loss against seconds, the three on the same axes)
+``docs/figures/recurrence-curves.png`` (validation loss against seconds, the three on the same axes)
 and prints a Markdown table of the final losses and the samples.
 """
 
