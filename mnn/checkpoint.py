@@ -267,10 +267,10 @@ def _check_metadata(path: str, metadata: dict) -> dict:
                               f"metadata has no 'mnn.format_version' (it has "
                               f"{sorted(metadata) or 'none'}); was it written by mnn.save?")
     if metadata["mnn.format_version"] != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: checkpoint format version "
-                              f"{metadata['mnn.format_version']!r}, but this mnn reads "
-                              f"version {FORMAT_VERSION} (the file says it was written by mnn "
-                              f"{metadata.get('mnn.version', '?')})")
+        raise CheckpointError(clipped(
+            f"{path}: checkpoint format version {metadata['mnn.format_version']!r}, but this "
+            f"mnn reads version {FORMAT_VERSION} (the file says it was written by mnn "
+            f"{metadata.get('mnn.version', '?')})"))
     return metadata
 
 

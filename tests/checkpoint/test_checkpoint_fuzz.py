@@ -249,13 +249,15 @@ def test_damaged_json_gives_an_mnn_error_or_a_model(originals, tmp_path_factory,
     check_load(path, with_optimizer)
 
 
-@pytest.mark.parametrize("where", ["mnn.model", "header"])
+@pytest.mark.parametrize("where", ["mnn.model", "header", "mnn.format_version"])
 def test_a_long_string_in_the_file_gives_a_short_error(originals, tmp_path, where):
     """A 100,000-character string where a size or a tensor entry belongs is quoted in part:
     the message stays within a few lines (the fuzz found messages of 100 KB)."""
     header, rest = split(originals["classifier"])
     if where == "header":
         header["0.b"] = "x" * 100_000
+    elif where == "mnn.format_version":
+        header["__metadata__"][where] = "x" * 100_000
     else:
         config = json.loads(header["__metadata__"]["mnn.model"])
         config["args"]["layers"][0]["args"]["in_features"] = "x" * 100_000
