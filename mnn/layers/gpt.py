@@ -209,7 +209,9 @@ class GPT(BaseLayer):
         """One token per row of ``logits`` ``(B, V)``, by ``generate``'s rule (``uniform``:
         ``B`` draws, None for ``temperature`` 0)."""
         if temperature != 0.0:
-            with np.errstate(over="ignore"):  # NumPy's warning: an overflow is refused below
+            # NumPy's warnings: an overflow, or a temperature that rounds to 0 in the
+            # logits' dtype (1e-300 in float32), gives inf or NaN, which is refused below
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
                 logits = logits / temperature
         largest = xp.max(logits, axis=-1)  # NaN where a row holds NaN: max propagates NaN
         finite = xp.isfinite(largest)

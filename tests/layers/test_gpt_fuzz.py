@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -109,3 +110,13 @@ def test_generate_gives_an_mnn_error_or_tokens_of_the_vocabulary(
     np.testing.assert_array_equal(tokens[:, :ids.shape[1]], ids)
     new = tokens[:, ids.shape[1]:]
     assert new.size == 0 or (new.min() >= 0 and new.max() < vocab_size), new
+
+
+def test_a_temperature_that_is_0_in_float32_is_refused_without_a_numpy_warning(target):
+    """1e-300 rounds to 0 in float32: the division gives inf or NaN logits, refused by an
+    ``MnnError``, with no NumPy ``RuntimeWarning`` on the way (found by the fuzz above)."""
+    model = tiny_gpt(target, 11, "float32", nan_weight=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(mnn.NonFiniteError):
+            model.generate(target.asarray(np.array([9, 7, 5])), 1, 1e-300, rng=0)
