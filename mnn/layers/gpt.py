@@ -202,6 +202,9 @@ class GPT(BaseLayer):
             generator = host_generator(rng)
         except TypeError as error:
             raise ArgumentTypeError(f"{owner}: {error}") from None
+        if isinstance(rng, (int, np.integer)) and rng >= 2**64:  # no library seeds past 64 bits
+            raise ArgumentError(f"{owner}: expected rng to be a seed below 2**64 or a "
+                                f"numpy.random.Generator, got {rng}")
         seed = int(generator.integers(2**31)) if rng is None else rng
         return n, temperature, top_k, seed
 

@@ -120,3 +120,11 @@ def test_a_temperature_that_is_0_in_float32_is_refused_without_a_numpy_warning(t
         warnings.simplefilter("error")
         with pytest.raises(mnn.NonFiniteError):
             model.generate(target.asarray(np.array([9, 7, 5])), 1, 1e-300, rng=0)
+
+
+def test_a_seed_past_64_bits_is_refused_on_every_library(target):
+    """torch's generator takes seeds below 2**64 and raised a raw ValueError for 2**64;
+    every library gets the same ``ArgumentError`` (found by the fuzz above)."""
+    model = tiny_gpt(target, 11, "float32", nan_weight=False)
+    with pytest.raises(mnn.ArgumentError, match=r"rng to be a seed below 2\*\*64"):
+        model.generate(target.asarray(np.array([9, 7, 5])), 1, rng=2**64)
