@@ -139,11 +139,18 @@ def _evaluate_language_model(args, found: LanguageModel, target: str) -> int:
                            f"least 2 (one to predict from, one to predict)")
     where = mnn.backends.Placement.of(next(iter(found.model.state_dict().values())))
     loss = text_loss(found.gpt, where.from_host(tokens), args.batch_size)
-    print(f"{args.checkpoint}: GPT {found.gpt.layers}x{found.gpt.d_model} (vocabulary "
-          f"{found.gpt.vocab_size}, context {context}) on {what}, {target}")
+    print(f"{args.checkpoint}: {_in_words(found.gpt)} (vocabulary {found.gpt.vocab_size}, "
+          f"context {context}) on {what}, {target}")
     print(f"loss {loss:.4f} nats per character, perplexity {math.exp(loss):.3f} "
           f"({len(tokens) - 1:,} characters predicted)")
     return 0
+
+
+def _in_words(model) -> str:
+    """``GPT 4x128``, ``LSTM 2x128``: the language model's kind and size."""
+    if isinstance(model, mnn.GPT):
+        return f"GPT {model.layers}x{model.d_model}"
+    return f"{model.cell.upper()} {model.num_layers}x{model.hidden_size}"
 
 
 def text_loss(gpt, tokens, batch_size: int) -> float:

@@ -1,4 +1,5 @@
-"""``mnn train-lm``: a character-level GPT on any backend, by default on Python's own help text.
+"""``mnn train-lm``: a character-level language model (a GPT, or with ``--model lstm|gru`` a
+``RecurrentLM``) on any backend, by default on Python's own help text.
 
 The corpus is ``pydoc_data.topics`` (the text of ``help('topics')``, shipped with every
 Python; its size depends on the version: 465,048 characters on 3.11) or ``--text
@@ -381,8 +382,8 @@ def language_model(path: str, model, metadata: dict[str, str]) -> LanguageModel:
     """
     gpt = find_gpt(model)
     if gpt is None:
-        raise CheckpointError(f"{path}: not a language model (a GPT, alone or first in a "
-                              f"SequentialLayers), but a {type(model).__name__}")
+        raise CheckpointError(f"{path}: not a language model (a GPT or a RecurrentLM, alone or "
+                              f"first in a SequentialLayers), but a {type(model).__name__}")
     characters = metadata.get(VOCABULARY_KEY)
     if characters is None:
         characters = _vocabulary_beside(path)

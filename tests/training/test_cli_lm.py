@@ -267,8 +267,8 @@ def test_generate_refuses_what_is_no_language_model(trained, tmp_path):
                           "missing.safetensors")
     mnn.save(mnn.SequentialLayers([mnn.LinearLayer(2, 3)]), tmp_path / "mlp.safetensors")
     assert_one_line_error(mnn_cli("generate", "mlp.safetensors", cwd=tmp_path),
-                          "mlp.safetensors: not a language model (a GPT, alone or first in a "
-                          "SequentialLayers), but a SequentialLayers")
+                          "mlp.safetensors: not a language model (a GPT or a RecurrentLM, "
+                          "alone or first in a SequentialLayers), but a SequentialLayers")
 
 
 # --- mnn evaluate on a language model -----------------------------------------------------

@@ -36,3 +36,7 @@ def test_trains_saves_and_generates(tmp_path, cell):
     text = generated.stdout.removesuffix("\n")
     assert text.startswith("the ") and len(text) == 4 + 15
     assert set(text) <= set(CharacterVocabulary(TEXT).characters)
+    evaluated = mnn_cli("evaluate", "lm.safetensors", "--text", "abc.txt", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"lm.safetensors: {cell.upper()} 2x12 (vocabulary" in evaluated.stdout
+    assert "perplexity" in evaluated.stdout
