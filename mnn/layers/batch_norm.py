@@ -11,6 +11,7 @@ from mnn.base import BaseLayer, Example
 from mnn.checks import allocating, finite_non_negative, flag, positive_int, probability
 from mnn.errors import ShapeError
 from mnn.initializers import ones, zeros
+from mnn.types import Array, Namespace
 
 
 class BatchNorm1d(BaseLayer):
@@ -162,11 +163,11 @@ class BatchNorm1d(BaseLayer):
     def example(cls, rng: np.random.Generator) -> Example:
         """A small instance, its inputs and feedbacks: what ``gradcheck`` checks."""
         layer = cls(3)
-        layer.params["w"] = rng.standard_normal(3) + 1  # a scale and shift that both matter
-        layer.params["b"] = rng.standard_normal(3)
+        layer.params["w"] = np.array([1.5, 0.5, -2.0])  # a scale and shift that both matter
+        layer.params["b"] = np.array([0.1, -0.3, 0.2])
         return layer, 2 * rng.standard_normal((4, 3)) + 1, None
 
-    def compute_forward(self, xp, inputs, feedbacks):
+    def compute_forward(self, xp: Namespace, inputs: Array, feedbacks: Array) -> Array:
         # Every axis but the channels' (axis 1): N, then the positions (L; H and W).
         axes = (0, *range(2, inputs.ndim))
         per_channel = (self.num_features, *(1,) * (inputs.ndim - 2))  # broadcasts on (N, C, ...)
@@ -203,7 +204,8 @@ class BatchNorm1d(BaseLayer):
             self.buffers[key] = ((1.0 - alpha) * self.buffers[key]
                                  + alpha * xp.reshape(batch, (self.num_features,)))
 
-    def compute_backward(self, xp, gradients, normalized, rstd, used_batch):
+    def compute_backward(self, xp: Namespace, gradients: Array, normalized: Array, rstd: Array,
+                         used_batch: bool) -> Array:
         axes = (0, *range(2, gradients.ndim))
         per_channel = (self.num_features, *(1,) * (gradients.ndim - 2))
         g = gradients
