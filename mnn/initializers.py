@@ -43,6 +43,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from mnn.errors import ArgumentError, ArgumentTypeError
+
 # The process-wide generator of manual_seed, made on first use: importing numpy.random
 # is a good part of what import mnn would otherwise cost.
 _global_generator: np.random.Generator | None = None
@@ -58,7 +60,7 @@ def manual_seed(seed: int) -> None:
     """
     global _global_generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
+        raise ArgumentError(f"manual_seed: expected a non-negative int, got {seed!r}")
     _global_generator = np.random.default_rng(int(seed))
 
 
@@ -110,7 +112,7 @@ def host_generator(rng: int | np.random.Generator | None = None) -> np.random.Ge
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
         return np.random.default_rng(int(rng))
-    raise TypeError(
+    raise ArgumentTypeError(
         f"rng: expected a non-negative int seed or a numpy.random.Generator, got {rng!r}")
 
 

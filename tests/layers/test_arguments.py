@@ -108,12 +108,13 @@ def test_a_bad_type_is_an_argument_type_error(make, message):
     assert isinstance(caught.value, ValueError)  # one except ValueError catches every bad argument
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="mnn/initializers.py's host_generator (rng=) raises a plain TypeError")
-def test_a_bad_seed_is_an_argument_type_error():
+def test_a_bad_seed_is_an_argument_error():
+    """Also a TypeError and a ValueError, as Python's convention has it."""
     with pytest.raises(ArgumentTypeError, match=r"rng: expected a non-negative int seed or a "
                                                 r"numpy.random.Generator, got -1"):
         mnn.LinearLayer(3, 2, rng=-1)
+    with pytest.raises(mnn.ArgumentError, match=r"manual_seed: expected a non-negative int"):
+        mnn.manual_seed(-1)
 
 
 # --- every registered layer ------------------------------------------------------------------
