@@ -118,16 +118,18 @@ class BaseLayer:
 
     # --- what a layer writes -----------------------------------------------------------
 
-    def compute_forward(self, xp: Namespace, inputs: Array, feedbacks: Array,
-                        **options: Any) -> Array:
+    def compute_forward(self, xp: Namespace, inputs: Array, feedbacks: Array) -> Array:
         """The layer's output for checked ``inputs`` (and a loss's ``feedbacks``), computed in
-        the namespace ``xp``; keeps what backward needs with ``save_for_backward``."""
+        the namespace ``xp``; keeps what backward needs with ``save_for_backward``. A layer
+        that takes per-call options adds them as keyword parameters (``key_padding_mask=None``):
+        the template passes a call's keyword arguments on."""
         raise NotImplementedError(f"{self.name} does not define compute_forward")
 
-    def compute_backward(self, xp: Namespace, *gradients_and_saved: Any, **options: Any) -> Any:
+    def compute_backward(self, xp: Namespace, *gradients_and_saved: Any) -> Any:
         """The gradient with respect to the inputs, from the checked ``gradients`` of the
         output and the values the forward saved (a loss gets no gradients); adds the
-        parameter gradients with ``add_grad``."""
+        parameter gradients with ``add_grad``. Keyword arguments of ``backward`` arrive as
+        keyword parameters, as in ``compute_forward``."""
         raise NotImplementedError(f"{self.name} does not define compute_backward")
 
     # --- the template ------------------------------------------------------------------

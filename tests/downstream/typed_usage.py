@@ -14,8 +14,8 @@ import numpy as np
 
 import mnn
 from mnn.backends import Backend, Placement
-from mnn.data import Batches
 from mnn.base import Example
+from mnn.data import Batches
 from mnn.testing import gradcheck, make_case, place
 
 
