@@ -291,3 +291,11 @@ def test_load_state_dict_refuses_another_optimizer_and_bad_values(rng):
                                                   r"SGD: expected lr to be finite and >= 0"):
         opt.load_state_dict({**opt.state_dict(), "args": {"lr": -1.0}})
     assert opt.lr == 0.5
+
+
+def test_sgd_takes_no_step_inside_backward():
+    """Layers know no optimizer: SGD has no fused mode, whose step inside backward used each
+    rank's own gradient under data parallelism, before the all-reduce (the ranks diverged)."""
+    with pytest.raises(TypeError, match="fused"):
+        SGD(tiny_net(), lr=0.1, fused=True)
+    assert not any(hasattr(layer, "fused_sgd") for _, layer in tiny_net().named_layers())
