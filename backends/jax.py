@@ -55,17 +55,17 @@ class JaxBackend(Backend):
         return jax.numpy.asarray(np.asarray(host), dtype=dtype, device=self.device(device))
 
     def generator(self, seed, device):
-        return self.library().random.key(seed)  # JAX's generator is a key
+        return KeyStream(self.library().random.key(seed))
 
     def draw_normal(self, generator, shape, device, dtype):
         jax = self.library()
         with jax.default_device(self.device(device)):
-            return jax.random.normal(generator, shape, dtype=dtype)
+            return jax.random.normal(KeyStream.key_of(generator), shape, dtype=dtype)
 
     def draw_uniform(self, generator, shape, device, dtype):
         jax = self.library()
         with jax.default_device(self.device(device)):
-            return jax.random.uniform(generator, shape, dtype=dtype)
+            return jax.random.uniform(KeyStream.key_of(generator), shape, dtype=dtype)
 
     def erf(self, x):
         return self.library().scipy.special.erf(x)
@@ -78,6 +78,26 @@ class JaxBackend(Backend):
 
     def torch_view(self, array):
         return None  # immutable: torch must not write into a JAX buffer, so the caller copies
+
+
+class KeyStream:
+    """A JAX generator that gives new numbers at each draw, as a NumPy or torch generator
+    does. A JAX key is a value: two draws from one key are the same numbers. So the
+    stream splits its key before each draw and keeps one half for the next."""
+
+    def __init__(self, key):
+        self.key = key
+
+    @staticmethod
+    def key_of(generator):
+        """The key to draw with: the next one of a ``KeyStream``, or a caller's own JAX
+        key as it is (the same numbers each time, as JAX does)."""
+        if not isinstance(generator, KeyStream):
+            return generator
+        import jax
+
+        generator.key, key = jax.random.split(generator.key)
+        return key
 
 
 register(JaxBackend())

@@ -279,12 +279,23 @@ def test_random_uniform_from_a_numpy_generator_is_the_host_stream(target):
 
 @pytest.mark.parametrize("kind", ["random_normal", "random_uniform"])
 def test_the_librarys_own_generator_is_a_seed_too(target, kind):
-    """What ``generator`` makes of an int seed (a torch.Generator, a JAX key, a NumPy
+    """What ``generator`` makes of an int seed (a torch.Generator, a JAX KeyStream, a NumPy
     generator) draws the numbers of that int."""
     draw = getattr(target.backend, kind)
     own = target.backend.generator(11, target.device)
     np.testing.assert_array_equal(target.to_host(draw((4, 3), own, target.device, "float32")),
                                   target.to_host(draw((4, 3), 11, target.device, "float32")))
+
+
+@pytest.mark.parametrize("kind", ["random_normal", "random_uniform"])
+def test_the_librarys_own_generator_gives_new_numbers_at_each_draw(target, kind):
+    """One generator for many draws (GPT.generate draws each step from one) moves on, as
+    NumPy's and torch's do; a JAX key alone would give the same numbers every time."""
+    draw = getattr(target.backend, kind)
+    own = target.backend.generator(11, target.device)
+    first = target.to_host(draw((4, 3), own, target.device, "float32"))
+    second = target.to_host(draw((4, 3), own, target.device, "float32"))
+    assert not np.array_equal(first, second)
 
 
 @pytest.mark.parametrize("kind", ["random_normal", "random_uniform"])
