@@ -7,8 +7,7 @@ above the vocabulary, a float), ``rng`` (seeds out of range, generators, strings
 prompt (every integer dtype and others, any rank, empty axes, ids below 0 or past the
 vocabulary), for a vocabulary that fits in ``uint8`` and one that does not, and for a
 model with a NaN weight. Each call must either raise an ``MnnError`` or return the prompt
-followed by ``n`` ids of the vocabulary, in the prompt's dtype and layout, within the
-example deadline. A raw error from NumPy or the array library fails the test. ``n``
+followed by ``n`` ids of the vocabulary, in the prompt's dtype and layout. A raw error from NumPy or the array library fails the test. ``n``
 stays small when it is valid: a valid count is work to do, not a bad input.
 """
 
@@ -29,11 +28,10 @@ CONTEXT = 4
 PROMPT_DTYPES = ["int64"] * 6 + ["int32", "int16", "int8", "uint8", "uint64", "float32",
                  "float64", "bool"]
 
-#: Per example, at most this many seconds: a tiny model and at most 5 new tokens.
-GENERATE = settings(max_examples=100, deadline=2000, derandomize=True, database=None,
+#: No deadline: a first call on JAX compiles for seconds, and time is not what this checks.
+GENERATE = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
-
 
 
 def mostly(good: list, bad: list) -> st.SearchStrategy:
