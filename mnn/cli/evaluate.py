@@ -9,7 +9,7 @@ A checkpoint of ``mnn train-lm`` (a GPT with its vocabulary) is a language model
 Its loss is the mean cross-entropy over every character of the text but the first,
 each predicted once from the characters before it in its window: the text is cut
 into consecutive windows of the model's context (the last one shorter). The
-perplexity is :math:`e^{\text{loss}}`: the model is as unsure as a uniform choice
+perplexity is ``exp(loss)``: the model is as unsure as a uniform choice
 among that many characters. The text is ``--text``, whole, or by default the
 validation split of the corpus the model was trained on (the last 10%, as
 ``train-lm`` holds it out). ``train-lm``'s own validation loss is a mean over random

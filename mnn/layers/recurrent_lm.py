@@ -12,7 +12,7 @@ from mnn.layers.embedding import Embedding
 from mnn.layers.gpt import GPT
 from mnn.layers.linear import LinearLayer
 from mnn.layers.recurrent import GRU, LSTM
-from mnn.types import Seed
+from mnn.types import Array, Seed
 
 #: The recurrent layer of each ``cell``.
 CELLS = {"lstm": LSTM, "gru": GRU}
@@ -89,7 +89,13 @@ class RecurrentLM(BaseLayer):
         self.tokens.backward(self.rnn.backward(self.head.backward(gradients)))  # Eq. (1)
         return None
 
-    # Sampling: GPT's rule (temperature, top-k, the last ``context`` tokens), one function.
-    generate = GPT.generate
+    def generate(self, prompt: Array, n: int, temperature: float = 1.0,
+                 top_k: int | None = None, *, rng: Seed = None) -> Array:
+        """``prompt`` followed by ``n`` sampled tokens, by ``GPT.generate``'s rule (one
+        function serves both): the last ``context`` tokens, ``temperature``, ``top_k``
+        and ``rng`` as described there."""
+        return GPT.generate(self, prompt, n, temperature, top_k, rng=rng)  # type: ignore[arg-type]
+
+    # GPT.generate's helpers, shared as they are.
     _generate_arguments = GPT._generate_arguments
     _sample = GPT._sample
