@@ -73,6 +73,7 @@ offsets do not move).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -205,7 +206,11 @@ def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = Fals
     except SafetensorError as error:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or "
                               f"truncated?): {clipped(str(error))}") from None
-    except MemoryError:  # safetensors maps the whole file; the arrays are copied from there
+    except (MemoryError, OSError) as error:
+        # safetensors maps the whole file, then copies the arrays out: past the memory
+        # limit, 0.4 raises OSError ENOMEM and later versions MemoryError
+        if isinstance(error, OSError) and error.errno != errno.ENOMEM:
+            raise
         size = os.path.getsize(path)
         raise CheckpointError(f"{path}: a checkpoint of {in_words(size)} ({size} bytes) is "
                               f"more than this process can hold in memory") from None

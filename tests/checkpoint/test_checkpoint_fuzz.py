@@ -266,4 +266,19 @@ def test_a_long_string_in_the_file_gives_a_short_error(originals, tmp_path, wher
     path.write_bytes(join(header, rest))
     with pytest.raises(mnn.CheckpointError) as caught:
         mnn.load(path)
-    assert len(str(caught.value)) <= MAX_MESSAGE and "characters left out" in str(caught.value)
+    assert len(str(caught.value)) <= MAX_MESSAGE
+    if where != "header" or len(safetensors_error(path)) > MAX_MESSAGE:
+        assert "characters left out" in str(caught.value)  # the long part, quoted in part
+
+
+def safetensors_error(path) -> str:
+    """What safetensors itself says of a header it cannot read: since 0.5 it quotes the
+    bad entry whole, 0.4 names the error only."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="numpy"):
+            pass
+    except SafetensorError as error:
+        return str(error)
+    raise AssertionError(f"safetensors reads {path}")

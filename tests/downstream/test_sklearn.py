@@ -1,7 +1,9 @@
 """mnn.sklearn: scikit-learn's estimator checks, array API dispatch, and the objective itself.
 
 * Every check of ``sklearn.utils.estimator_checks`` passes for both estimators, and
-  a check may skip only for a device or library that this machine lacks.
+  a check may skip only for a device or library that this machine lacks (and, on
+  NumPy 1.x, the array API check on array-api-strict's device1, which scikit-learn's
+  checker cannot read back there).
 * Inside ``config_context(array_api_dispatch=True)`` they train and predict on the
   namespace and device of X (array-api-strict on a fake second device, torch-cpu,
   CUDA where present), alone, in a ``Pipeline`` and in ``GridSearchCV``.
@@ -41,6 +43,8 @@ from mnn.backends import Placement  # noqa: E402
 from mnn.errors import PlacementError  # noqa: E402
 from mnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
+NUMPY_1 = int(np.__version__.split(".")[0]) < 2
+
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 #: Checks of check_estimator expected to fail, with the reason: none.
@@ -57,6 +61,11 @@ ABSENT = re.compile(r"is not installed|requires cuda|no XPU device|MPS device te
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()], xfail_strict=True,
                          expected_failed_checks=lambda e: EXPECTED_FAILED_CHECKS[type(e).__name__])
 def test_scikit_learn_estimator_check(estimator, check):
+    if (NUMPY_1 and getattr(check, "func", check).__name__ == "check_array_api_input"
+            and check.keywords.get("device_name") == "device1"):
+        pytest.skip("scikit-learn's check moves the fitted attributes to NumPy with "
+                    "numpy.from_dlpack(device=), which NumPy 1.x lacks, and its fallback "
+                    "numpy.asarray cannot read array-api-strict's device1")
     try:
         check(estimator)
     except SkipTest as skip:

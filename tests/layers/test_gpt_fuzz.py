@@ -7,8 +7,9 @@ above the vocabulary, a float), ``rng`` (seeds out of range, generators, strings
 prompt (every integer dtype and others, any rank, empty axes, ids below 0 or past the
 vocabulary), for a vocabulary that fits in ``uint8`` and one that does not, and for a
 model with a NaN weight. Each call must either raise an ``MnnError`` or return the prompt
-followed by ``n`` ids of the vocabulary, in the prompt's dtype and layout. A raw error from NumPy or the array library fails the test. ``n``
-stays small when it is valid: a valid count is work to do, not a bad input.
+followed by ``n`` ids of the vocabulary, in the prompt's dtype and layout. A raw error from
+NumPy or the array library fails the test. ``n`` stays small when it is valid: a valid
+count is work to do, not a bad input.
 """
 
 from __future__ import annotations
