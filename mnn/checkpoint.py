@@ -208,8 +208,9 @@ def load(path: Path, with_optimizer: bool = False, *, with_metadata: bool = Fals
                               f"truncated?): {clipped(str(error))}") from None
     except (MemoryError, OSError) as error:
         # safetensors maps the whole file, then copies the arrays out: past the memory
-        # limit, 0.4 raises OSError ENOMEM and later versions MemoryError
-        if isinstance(error, OSError) and error.errno != errno.ENOMEM:
+        # limit, later versions raise MemoryError and 0.4 a Rust I/O error, an OSError
+        # without errno that reads "Cannot allocate memory (os error 12)"
+        if isinstance(error, OSError) and f"(os error {errno.ENOMEM})" not in str(error):
             raise
         size = os.path.getsize(path)
         raise CheckpointError(f"{path}: a checkpoint of {in_words(size)} ({size} bytes) is "
