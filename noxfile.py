@@ -4,6 +4,7 @@
     nox                          # every test session whose hardware is present, lint, docs
     nox -s docs                  # the documentation site: build/site, checked in Chromium
     nox -s "tests(torch-cuda)"   # one session; fails loudly if its device is absent
+    nox -s integration           # the tests that take no target (CLI, files, processes), once
     nox -s matrix                # every test session, then a table of what ran where
     nox -s downstream            # the example project of tests/downstream/ on each CPU backend
     nox -s typecheck             # mypy --strict on downstream code that uses mnn's API
@@ -37,7 +38,8 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["tests", "versions", "downstream", "typecheck", "lint", "docs"]
+nox.options.sessions = ["tests", "integration", "versions", "downstream", "typecheck", "lint",
+                        "docs"]
 # uv resolves in seconds and installs from one cache by hardlinks: torch lies on disk once,
 # not once per environment. The versions sessions need it (its lowest-direct resolution).
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -67,8 +69,8 @@ class Cell:
 
 
 CELLS = [
-    # torch too: torch.distributed is the engine of mnn.distributed, whose tests with real
-    # processes (tests/test_distributed*.py) run here on NumPy arrays.
+    # torch too: torch.distributed is the engine of mnn.distributed, whose tests on a target
+    # (tests/distributed/) run here on NumPy arrays.
     Cell("numpy", "cpu", (TORCH,), ("numpy:cpu",)),
     # CPU_DEVICE plus the two fake devices: device propagation is tested without a GPU.
     Cell("array_api_strict", "cpu", (),
@@ -81,6 +83,12 @@ CELLS = [
     Cell("jax", "cpu", ("jax[cpu]",), ("jax:cpu",)),
 ]
 
+# The tests that take no target (the CLI, checkpoints, processes, scikit-learn, the plugin,
+# tooling) do not change with it: they run once, here, beside every CPU library that they
+# compare against. The CPU tests sessions run only the tests that take a target; the CUDA
+# ones run everything, as a GPU machine has libraries (cupy) that this cell lacks.
+INTEGRATION_CELLS = [Cell("numpy", "cpu", (TORCH, "jax[cpu]"), ("numpy:cpu",))]
+
 # tests/downstream/: a project built on mnn (a custom layer tested through mnn's pytest
 # plugin) and a third-party adapter, dask.array through the mnn.backends entry point.
 DOWNSTREAM = ROOT / "tests" / "downstream"
@@ -89,7 +97,7 @@ DOWNSTREAM_CELLS = [replace(cell, extras=()) if cell.backend == "numpy" else cel
                     for cell in CELLS if not cell.cuda] + [
     Cell("dask", "cpu", (str(DOWNSTREAM / "mnn-dask"),), ("dask:cpu",))]
 # The matrix: each family of sessions and its cells.
-SUITES = {"tests": CELLS, "downstream": DOWNSTREAM_CELLS}
+SUITES = {"tests": CELLS, "integration": INTEGRATION_CELLS, "downstream": DOWNSTREAM_CELLS}
 
 # The two ends of what pyproject.toml allows: the oldest Python that requires-python admits,
 # with each dependency at its lower bound (uv's lowest-direct resolution), and the newest
@@ -193,7 +201,10 @@ def _absent(session: nox.Session, reason: str) -> None:
 @nox.session
 @nox.parametrize("cell_id", [nox.param(cell.id, id=cell.id) for cell in CELLS])
 def tests(session: nox.Session, cell_id: str) -> None:
-    """Run the test suite on one backend and device (MNN_TEST_TARGETS)."""
+    """Run the tests that take a target on one backend and device (MNN_TEST_TARGETS).
+
+    On a CPU the tests that take no target are left to the integration session; on CUDA
+    the whole suite runs. Tests named after ``--`` run whatever they are."""
     # Parametrized by the id, a string: nox's --report (used by `matrix`) writes it as JSON.
     cell = next(cell for cell in CELLS if cell.id == cell_id)
     if cell.cuda and (reason := _nvidia_gpu_absent()):
@@ -205,10 +216,23 @@ def tests(session: nox.Session, cell_id: str) -> None:
         if verdicts != ["MNN_PROBE present"]:
             detail = verdicts[-1].removeprefix("MNN_PROBE absent:").strip() if verdicts else output
             _absent(session, f"no usable {cell.device} device for {cell.backend}: {detail}")
-    env = {}
     if cell.cuda:  # TF32 would make float32 matmuls agree to 1e-3 only
-        env = {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"}
-    _run_suite(session, cell.targets, env)
+        _run_suite(session, cell.targets,
+                   {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"})
+    else:
+        _run_suite(session, cell.targets, scope="per-target")
+
+
+@nox.session
+@nox.parametrize("cell_id", [nox.param(cell.id, id=cell.id) for cell in INTEGRATION_CELLS])
+def integration(session: nox.Session, cell_id: str) -> None:
+    """Run the tests that take no target once: the CLI, checkpoints, processes, scikit-learn.
+
+    They do not change with the target, so the CPU tests sessions leave them here, where
+    torch and JAX are installed for the tests that compare against them."""
+    cell = next(cell for cell in INTEGRATION_CELLS if cell.id == cell_id)
+    _install(session, ".[test]", *cell.extras)
+    _run_suite(session, cell.targets, scope="shared")
 
 
 @nox.session(venv_backend="uv")
@@ -230,17 +254,22 @@ def versions(session: nox.Session, resolution: str) -> None:
     _run_suite(session, VERSIONS_TARGETS)
 
 
-def _run_suite(session: nox.Session, targets: tuple[str, ...], env: dict | None = None) -> None:
+def _run_suite(session: nox.Session, targets: tuple[str, ...], env: dict | None = None,
+               scope: str = "") -> None:
     """pytest on mnn's suite (or the tests given after ``--``) for the targets, on the
-    installed mnn."""
+    installed mnn; of the whole suite, only the tests of ``scope`` (MNN_TEST_SCOPE in
+    tests/conftest.py), if given."""
     # pytest runs from a scratch folder so that the installed package is what gets tested:
     # from the repository root, the source mnn/ (which lacks mnn/backends) would shadow it.
     args = [_from_root(arg) for arg in session.posargs]
+    env = {"MNN_TEST_TARGETS": ",".join(targets), **(env or {})}
     if not any(Path(arg.split("::")[0]).exists() for arg in args):
         args.insert(0, str(ROOT / "tests"))
+        if scope:
+            env["MNN_TEST_SCOPE"] = scope
     args += _junit_report(session)
     session.chdir(session.create_tmp())
-    session.run("pytest", *args, env={"MNN_TEST_TARGETS": ",".join(targets), **(env or {})})
+    session.run("pytest", *args, env=env)
 
 
 def _junit_report(session: nox.Session, suffix: str = "") -> list[str]:
@@ -329,9 +358,9 @@ def _chromium_missing(session: nox.Session) -> str:
 def matrix(session: nox.Session) -> None:
     """Run every test session, then print a table of what ran where and why tests skipped.
 
-    mnn's suite runs first, then the downstream example; the table gives suite, backend,
-    device, passed, skipped, failed and the reasons for skips. Arguments after ``--`` go
-    to mnn's suite only."""
+    mnn's suite runs first (the tests sessions, then integration), then the downstream
+    example; the table gives suite, backend, device, passed, skipped, failed and the
+    reasons for skips. Arguments after ``--`` go to the tests sessions only."""
     with tempfile.TemporaryDirectory() as folder:
         results = {}
         for suite in SUITES:

@@ -1,5 +1,6 @@
 """The nox matrix: CUDA sessions skip before they install anything on a machine without a
-GPU; uv finds what pip finds; nox finds every Python that pyenv installed.
+GPU; uv finds what pip finds; nox finds every Python that pyenv installed; the tests and
+integration sessions split the suite between them.
 
 A CUDA session that installed first would download 1.6 GB of CUDA wheels (cupy, a CUDA
 torch) only to find no GPU in the probe that runs after the install.
@@ -115,3 +116,32 @@ def test_the_docs_session_can_tell_why_chromium_did_not_run(noxfile):
                                   check=True).stdout
 
     assert noxfile._chromium_missing(Session()) == (sitecheck.chromium_missing() or "")
+
+
+def collected(scope: str, *paths: str) -> set[str]:
+    """The test ids that ``pytest --collect-only`` keeps under MNN_TEST_SCOPE=scope."""
+    env = {**os.environ, "MNN_TEST_SCOPE": scope, "MNN_TEST_TARGETS": "numpy:cpu"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", *paths], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 5), run.stdout + run.stderr  # 5: everything deselected
+    return {line for line in run.stdout.splitlines() if "::" in line}
+
+
+def test_the_scopes_split_the_suite_between_the_tests_and_integration_sessions():
+    """Every test runs in one of the two: per target (tests), or once (integration)."""
+    paths = ("tests/layers/test_linear.py", "tests/training/test_cli_lm.py")
+    every, per_target, shared = (collected(scope, *paths) for scope in ("", "per-target",
+                                                                          "shared"))
+    assert per_target and shared and not per_target & shared
+    assert per_target | shared == every
+    assert all("[numpy-cpu" in test for test in per_target)
+    assert not any("[numpy-cpu" in test for test in shared)
+
+
+def test_an_unknown_scope_is_a_usage_error():
+    env = {**os.environ, "MNN_TEST_SCOPE": "some"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                          "tests/layers/test_linear.py"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 4 and "MNN_TEST_SCOPE: expected one of" in run.stderr
