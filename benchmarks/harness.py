@@ -14,12 +14,18 @@ faults per call (memory that was freed and is faulted back in, step after step).
 ``machine_info()`` records what decides the numbers besides the code: the CPU,
 the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
 ``architecture`` field: ``Haswell`` is AVX2, ``SkylakeX`` is AVX-512).
+
+Step comparisons (``lstm.py``, ``lenet.py``, ``conv.py``) build each contender from a
+``StepRecipe`` and the same problem (weights and data), time them with ``compare`` and
+add the peak memory of one step of each (``add_peak_bytes``). The torch.nn contender
+gets mnn's weights through ``torch_names``, which maps mnn's parameter names to torch's.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -28,7 +34,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -132,6 +138,133 @@ def peak_bytes_numpy(prepare: Callable[[], object], work: Callable[[object], obj
     finally:
         tracemalloc.stop()
     return peak - before
+
+
+def peak_bytes_torch_cpu(work: Callable[[], object]) -> int:
+    """Peak bytes PyTorch's CPU allocator holds during ``work()`` beyond what it held before:
+    the running sum of the profiler's allocations (each op's own) and frees, in time order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        work()
+    events = sorted(profiler.events(), key=lambda event: event.time_range.start)
+    held = peak = 0
+    for event in events:
+        held += event.self_cpu_memory_usage
+        peak = max(peak, held)
+    return peak
+
+
+def peak_bytes_of_call(work: Callable[[], object], library: str) -> int:
+    """Peak bytes of one ``work()`` beyond what existed before it, counted where ``library``
+    ("numpy" or "torch") allocates its arrays.
+
+    ``tracemalloc`` sees NumPy's buffers; for PyTorch on the CPU the profiler's allocation
+    events are summed (``peak_bytes_torch_cpu``). The two counters see different
+    allocators: compare an mnn contender with torch.nn through the same counter (mnn-torch),
+    and read mnn-numpy's peak as a size only.
+    """
+    if library == "numpy":
+        return peak_bytes_numpy(lambda: None, lambda _: work())
+    return peak_bytes_torch_cpu(work)
+
+
+# --- step comparisons: contenders built from recipes, from the same problem -----------------
+
+
+@dataclass(frozen=True)
+class StepRecipe:
+    """How to build one contender of a step comparison.
+
+    ``make(problem, dtype, **options)`` returns the step: a callable that does one unit of
+    work (a training step, a layer's forward and backward). ``library`` ("torch" or
+    "numpy") is the module it needs, and the allocator whose counter measures its memory.
+    """
+
+    make: Callable[..., Callable[[], object]]
+    library: str
+    options: dict = field(default_factory=dict)
+
+    def missing(self) -> str | None:
+        """Why this contender cannot run here, or None."""
+        if importlib.util.find_spec(self.library) is None:
+            return f"{self.library} is not installed"
+        return None
+
+    def build(self, problem, dtype: str) -> Callable[[], object]:
+        return self.make(problem, dtype, **self.options)
+
+    def peak_bytes(self, problem, dtype: str) -> int:
+        """Peak bytes of one step, after one untimed step (optimizer state, lazy imports and
+        caches made by the first step are not the step's memory)."""
+        step = self.build(problem, dtype)
+        step()
+        return peak_bytes_of_call(step, self.library)
+
+
+def step_contenders(recipes: dict[str, StepRecipe], problem, dtype: str) -> list[Contender]:
+    """One ``Contender`` per recipe, each built from ``problem`` in ``dtype``."""
+    return [Contender(name, build=lambda recipe=recipe: recipe.build(problem, dtype),
+                      skip=recipe.missing())
+            for name, recipe in recipes.items()]
+
+
+def add_peak_bytes(result: dict, recipes: dict[str, StepRecipe], problem, dtype: str) -> None:
+    """Add ``peak_bytes`` and ``peak_counter`` (the library whose allocator was counted) to
+    every contender of ``compare``'s ``result`` that ran; run.py tables them."""
+    for entry in result["results"]:
+        if "skipped" not in entry:
+            recipe = recipes[entry["name"]]
+            entry["peak_bytes"] = recipe.peak_bytes(problem, dtype)
+            entry["peak_counter"] = recipe.library
+
+
+# --- mnn's weights in torch.nn --------------------------------------------------------------
+
+#: mnn's parameter names for what torch.nn calls ``weight`` and ``bias``.
+TORCH_PARAMETER_NAMES = {"w": "weight", "b": "bias"}
+
+
+def torch_names(keys, module_names: dict[str, str] | None = None) -> dict[str, str]:
+    """mnn's parameter names -> torch.nn's, for the parameters ``keys`` (mnn's order).
+
+    ``"7.w"`` is ``"7.weight"``: the module keeps its place, ``w`` and ``b`` become
+    ``weight`` and ``bias``, and other parameter names (an LSTM's ``weight_ih_l0``) are
+    torch's already. ``module_names`` renames the first part: ``{"head": "2"}`` maps
+    ``"head.w"`` to ``"2.weight"``.
+    """
+    module_names = module_names or {}
+    names = {}
+    for key in keys:
+        module, _, parameter = key.rpartition(".")
+        first, dot, rest = module.partition(".")
+        module = module_names.get(first, first) + dot + rest
+        names[key] = f"{module}.{TORCH_PARAMETER_NAMES.get(parameter, parameter)}"
+    return names
+
+
+def copy_into_torch(module, weights: dict, names: dict[str, str]) -> None:
+    """Copy ``weights`` (host arrays under mnn's names) into the torch.nn ``module``'s
+    parameters, found by ``names`` (``torch_names``'s map)."""
+    import torch
+
+    with torch.no_grad():
+        for key, value in weights.items():
+            module.get_parameter(names[key]).copy_(torch.from_numpy(value))
+
+
+def torch_weights(module, names: dict[str, str]) -> dict:
+    """The torch.nn ``module``'s parameters as host float64 arrays under mnn's names."""
+    return {key: module.get_parameter(name).detach().cpu().double().numpy()
+            for key, name in names.items()}
+
+
+def host_float64(backend, arrays: dict) -> dict:
+    """``arrays`` (of ``backend``'s library) as host float64 NumPy arrays, same keys."""
+    import numpy as np
+
+    return {key: np.array(backend.to_host(value), dtype=np.float64)
+            for key, value in arrays.items()}
 
 
 def machine_info() -> dict:

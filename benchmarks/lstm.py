@@ -18,8 +18,9 @@ The contenders:
 Peak memory of one step (after a warm-up step, so that AdamW's moments exist), beyond what
 existed before it: ``tracemalloc`` for NumPy arrays; for PyTorch on the CPU, the running sum
 of the profiler's allocations and frees (``torch.profiler``, ``profile_memory=True``) in the
-order they happened. The two counters see different allocators: compare each mnn contender
-with torch.nn through the same counter (mnn-torch), and mnn-numpy as a size only.
+order they happened (``harness.peak_bytes_of_call``). The two counters see different
+allocators: compare each mnn contender with torch.nn through the same counter (mnn-torch),
+and mnn-numpy as a size only.
 
 Threads: ``--threads`` (default 1) limits NumPy's BLAS and PyTorch alike, and all three
 contenders are timed round-robin in one process.
@@ -34,17 +35,21 @@ Run: ``python -m benchmarks.lstm --json out.json``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 
 from benchmarks.gpt import limit_threads
 from benchmarks.harness import (
-    Contender,
+    StepRecipe,
+    add_peak_bytes,
     add_timing_arguments,
     compare,
-    peak_bytes_numpy,
+    copy_into_torch,
+    host_float64,
+    step_contenders,
+    torch_names,
+    torch_weights,
     write_result,
 )
 
@@ -52,12 +57,9 @@ from benchmarks.harness import (
 SHAPE = {"vocab_size": 103, "context": 64, "hidden_size": 128, "num_layers": 1}
 BATCH = 32
 LR = 1e-3
-#: mnn's parameter names -> torch.nn's, in ``TorchLM``'s ``ModuleList`` (the LSTM keeps its own).
-TORCH_NAMES = {"tokens.w": "0.weight", "head.w": "2.weight", "head.b": "2.bias"}
-
-
-def torch_name(key: str) -> str:
-    return TORCH_NAMES.get(key, key.replace("rnn.", "1.", 1))
+#: mnn's sublayers -> their places in ``TorchNN``'s ``ModuleList`` (the LSTM's parameters
+#: have torch's names already).
+TORCH_MODULES = {"tokens": "0", "rnn": "1", "head": "2"}
 
 
 @dataclass
@@ -92,10 +94,8 @@ class TorchNN:
                                     nn.LSTM(hidden, hidden, SHAPE["num_layers"], batch_first=True),
                                     nn.Linear(hidden, size)]).to(device=device,
                                                                  dtype=getattr(torch, dtype))
-        with torch.no_grad():
-            for key, value in problem.weights.items():
-                self.model.get_parameter(torch_name(key)).copy_(torch.from_numpy(value))
-        self.names = list(problem.weights)  # mnn's, in its order
+        self.names = torch_names(problem.weights, TORCH_MODULES)  # mnn's order
+        copy_into_torch(self.model, problem.weights, self.names)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=LR)
         self.ids = torch.tensor(problem.ids, device=device)
         self.labels = torch.tensor(problem.labels, device=device)
@@ -111,8 +111,7 @@ class TorchNN:
         return loss
 
     def weights(self) -> dict:
-        theirs = {n: p.detach().cpu().double().numpy() for n, p in self.model.named_parameters()}
-        return {key: theirs[torch_name(key)] for key in self.names}
+        return torch_weights(self.model, self.names)
 
 
 class Mnn:
@@ -139,57 +138,28 @@ class Mnn:
         return loss
 
     def weights(self) -> dict:
-        return {k: np.array(self.backend.to_host(v), dtype=np.float64)
-                for k, v in self.lm.state_dict().items()}
+        return host_float64(self.backend, self.lm.state_dict())
 
 
-#: name -> (trainer class, extra keyword arguments, module it needs, what allocates its arrays)
+#: The contenders: how each is built, and the library it needs (whose allocator holds its arrays).
 TRAINERS = {
-    "torch.nn": (TorchNN, {}, "torch", "torch"),
-    "mnn-torch": (Mnn, {"backend": "torch"}, "torch", "torch"),
-    "mnn-numpy": (Mnn, {"backend": "numpy"}, "numpy", "numpy"),
+    "torch.nn": StepRecipe(TorchNN, "torch"),
+    "mnn-torch": StepRecipe(Mnn, "torch", {"backend": "torch"}),
+    "mnn-numpy": StepRecipe(Mnn, "numpy", {"backend": "numpy"}),
 }
 
 
+# Trainer ``name`` by its name: why it cannot run here, one built, the peak bytes of its step.
 def missing(name: str) -> str | None:
-    """Why trainer ``name`` cannot run here, or None."""
-    module = TRAINERS[name][2]
-    return f"{module} is not installed" if importlib.util.find_spec(module) is None else None
+    return TRAINERS[name].missing()
 
 
 def build(name: str, problem: Problem, dtype: str):
-    cls, kwargs, _, _ = TRAINERS[name]
-    return cls(problem, dtype, **kwargs)
-
-
-def peak_bytes_torch_cpu(work) -> int:
-    """Peak bytes PyTorch's CPU allocator holds during ``work()`` beyond what it held before:
-    the running sum of the profiler's allocations (each op's own) and frees, in time order."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
-        work()
-    events = sorted(profiler.events(), key=lambda event: event.time_range.start)
-    held = peak = 0
-    for event in events:
-        held += event.self_cpu_memory_usage
-        peak = max(peak, held)
-    return peak
+    return TRAINERS[name].build(problem, dtype)
 
 
 def peak_bytes(name: str, problem: Problem, dtype: str) -> int:
-    """Peak bytes of one step of trainer ``name``, after one warm-up step."""
-    step = build(name, problem, dtype)
-    step()  # AdamW's moments and lazy imports are not the step's memory
-    if TRAINERS[name][3] == "numpy":
-        return peak_bytes_numpy(lambda: None, lambda _: step())
-    return peak_bytes_torch_cpu(step)
-
-
-def contenders(dtype: str, batch: int = BATCH) -> list[Contender]:
-    problem = make_problem(batch)
-    return [Contender(name, build=lambda n=name: build(n, problem, dtype), skip=missing(name))
-            for name in TRAINERS]
+    return TRAINERS[name].peak_bytes(problem, dtype)
 
 
 def main(argv=None) -> None:
@@ -200,13 +170,10 @@ def main(argv=None) -> None:
     add_timing_arguments(parser)
     args = parser.parse_args(argv)
     limit_threads(args.threads)
-    result = compare(contenders(args.dtype, args.batch), reference="torch.nn",
-                     repeats=args.repeats, warmup=args.warmup, sample_s=args.sample_s)
     problem = make_problem(args.batch)
-    for entry in result["results"]:
-        if "skipped" not in entry:
-            entry["peak_bytes"] = peak_bytes(entry["name"], problem, args.dtype)
-            entry["peak_counter"] = TRAINERS[entry["name"]][3]
+    result = compare(step_contenders(TRAINERS, problem, args.dtype), reference="torch.nn",
+                     repeats=args.repeats, warmup=args.warmup, sample_s=args.sample_s)
+    add_peak_bytes(result, TRAINERS, problem, args.dtype)
     shape = ", ".join(f"{k} {v}" for k, v in SHAPE.items())
     write_result(result, args.json, kind="lstm",
                  title=f"LSTM language model training step ({shape}), batch {args.batch}, "
