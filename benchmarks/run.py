@@ -72,6 +72,10 @@ def comparisons(quick: bool, gpu: bool) -> list[list[str]]:
     # The LSTM language model's step (1 layer, hidden 128, batch 32, sequence 64), its three
     # contenders round-robin in one process, and the peak memory of one step of each.
     runs.append(["benchmarks.lstm"])
+    # The LeNet-style CNN's SGD step (mnn train --model cnn, batch 64 of 28x28 images), and one
+    # Conv2d layer's forward and backward through each library's fast and portable windows.
+    runs.append(["benchmarks.lenet"])
+    runs.append(["benchmarks.conv"])
     return runs
 
 
@@ -144,7 +148,8 @@ def write_markdown(report: dict, path: Path) -> None:
             lines += ["Failed:", "", "```", comparison["error"], "```", ""]
             continue
         memory = comparison["kind"] == "softmax"
-        step_memory = comparison["kind"] == "lstm"  # peak MiB of one step, and its counter
+        # peak MiB of one step, and its counter
+        step_memory = comparison["kind"] in ("lstm", "lenet", "conv")
         head = "| contender | min ms | median ms | max ms | ratio to " + comparison["reference"]
         head += (" | page faults / call | peak MiB | peak / input |" if memory else
                  " | page faults / call | peak MiB of one step | counted by |" if step_memory

@@ -1,0 +1,202 @@
+"""One Conv2d layer's forward and backward alone: PyTorch's kernels, and mnn's two im2col paths.
+
+The layer: 16 -> 32 channels, a 3x3 kernel padded by 1 (the output keeps the input's
+14 x 14 pixels), on a batch of 64, float32. One step: forward, then backward from a fixed
+output gradient, computing the gradients of the input, the weights and the bias (a
+convolution inside a network, not its first layer). The forward's output is kept and the
+input's gradient returned, so no contender can skip either.
+
+Why a layer alone: ``benchmarks/lenet.py`` times a whole training step, where the
+convolutions share the time with pooling, the loss and the optimizer. Here only the
+convolution's formulation decides, and the two ways mnn can gather its windows are timed
+side by side.
+
+The contenders:
+
+* ``torch autograd``: the reference, ``torch.nn.functional.conv2d`` and ``backward()``;
+  PyTorch's own CPU kernels (oneDNN where the build has it).
+* ``mnn-torch`` / ``mnn-numpy``: ``mnn.Conv2d`` on PyTorch / NumPy arrays. It gathers the
+  windows of the padded input as the columns of one matrix (im2col) and multiplies the
+  kernel by it (Eq. (12) of ``mnn.layers.conv2d``); the weight gradient is one product
+  with the columns the forward kept, the input gradient a transposed convolution, gathered
+  the same way. The windows come from the adapter, ``Backend.windows``, and each library
+  runs twice:
+
+  * ``fast``: the adapter's own ``windows``, a strided view of the input (``Tensor.unfold``,
+    ``numpy.lib.stride_tricks.sliding_window_view``); the reshape into columns is the one
+    copy;
+  * ``portable``: the ``Backend`` base class's default, which stacks the k_h k_w strided
+    slices of the input (basic indexing, which every array library has, immutable ones
+    too), and then reshapes. Here that default is called in place of the adapter's method
+    for the duration of each of these contenders' steps (``Mnn.__call__``).
+
+Peak memory of one step (after a warm-up step), beyond what existed before it, counted as
+``benchmarks/lstm.py`` counts it (``harness.peak_bytes_of_call``): ``tracemalloc`` for
+NumPy arrays, the profiler's allocation events for PyTorch. The portable path's stacked
+slices are one more copy of the windows than the fast path's view.
+
+Threads: ``--threads`` (default 1) limits NumPy's BLAS and PyTorch alike, and all
+contenders are timed round-robin in one process.
+
+Every contender is callable (one step, returning the output) and has ``results()``: the
+output and the gradients of the input, weights and bias as host float64 arrays;
+``tests/tooling/test_bench_lenet.py`` checks in float64 that they agree.
+
+Run: ``python -m benchmarks.conv --json out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmarks.gpt import limit_threads
+from benchmarks.harness import (
+    StepRecipe,
+    add_peak_bytes,
+    add_timing_arguments,
+    compare,
+    host_float64,
+    step_contenders,
+    write_result,
+)
+
+#: The layer: channels in and out, kernel, padding, and the side of the square input images.
+LAYER = {"in_channels": 16, "out_channels": 32, "kernel_size": 3, "padding": 1}
+SIDE = 14
+BATCH = 64
+
+
+@dataclass
+class Problem:
+    """The input, the weights (mnn's names ``w`` and ``b``) and the output gradient, host
+    float64 arrays."""
+
+    inputs: np.ndarray  # (batch, in_channels, SIDE, SIDE)
+    weights: dict
+    output_gradient: np.ndarray  # (batch, out_channels, SIDE, SIDE): padding keeps the side
+
+
+def make_problem(batch: int = BATCH, seed: int = 0) -> Problem:
+    import mnn
+
+    rng = np.random.default_rng(seed)
+    weights = {k: np.array(v) for k, v in mnn.Conv2d(**LAYER, rng=rng).state_dict().items()}
+    weights["b"] = rng.standard_normal(LAYER["out_channels"])  # not zero: its sum shows
+    return Problem(inputs=rng.standard_normal((batch, LAYER["in_channels"], SIDE, SIDE)),
+                   weights=weights,
+                   output_gradient=rng.standard_normal((batch, LAYER["out_channels"],
+                                                        SIDE, SIDE)))
+
+
+class TorchAutograd:
+    """``torch.nn.functional.conv2d`` forward, ``backward()`` from the output gradient."""
+
+    def __init__(self, problem: Problem, dtype: str):
+        import torch
+
+        self.conv2d = torch.nn.functional.conv2d
+
+        def tensor(host, requires_grad=False):
+            return torch.tensor(host, dtype=getattr(torch, dtype), requires_grad=requires_grad)
+
+        self.inputs = tensor(problem.inputs, requires_grad=True)
+        self.weight = tensor(problem.weights["w"], requires_grad=True)
+        self.bias = tensor(problem.weights["b"], requires_grad=True)
+        self.output_gradient = tensor(problem.output_gradient)
+        self.output = None
+
+    def __call__(self):
+        for leaf in (self.inputs, self.weight, self.bias):
+            leaf.grad = None  # as zero_grad(set_to_none=True)
+        self.output = self.conv2d(self.inputs, self.weight, self.bias,
+                                  padding=LAYER["padding"])
+        self.output.backward(self.output_gradient)
+        return self.output
+
+    def results(self) -> dict:
+        arrays = {"output": self.output, "inputs": self.inputs.grad, "w": self.weight.grad,
+                  "b": self.bias.grad}
+        return {key: value.detach().double().numpy() for key, value in arrays.items()}
+
+
+class Mnn:
+    """``mnn.Conv2d`` forward and backward, through the adapter's fast ``windows`` or the
+    ``Backend`` base class's portable one."""
+
+    def __init__(self, problem: Problem, dtype: str, backend: str = "numpy",
+                 windows: str = "fast"):
+        import mnn
+
+        self.backend = mnn.backends.get(backend)
+        where = mnn.backends.Placement.named(self.backend, "cpu", dtype)
+        with mnn.initializers.skip_init():  # placeholders: load_weights fills them
+            self.layer = mnn.Conv2d(**LAYER)
+        self.layer.load_weights(problem.weights)
+        self.layer.to(xp=backend, device="cpu", dtype=dtype)
+        self.inputs = where.from_host(problem.inputs)
+        self.output_gradient = where.from_host(problem.output_gradient)
+        # The base class's method bound to this adapter: set as the adapter's attribute,
+        # it hides the adapter's own ``windows`` until deleted
+        self.portable_windows = (types.MethodType(mnn.backends.Backend.windows, self.backend)
+                                 if windows == "portable" else None)
+        self.output = self.input_gradient = None
+
+    def __call__(self):
+        if self.portable_windows is None:
+            return self.forward_and_backward()
+        self.backend.windows = self.portable_windows
+        try:
+            return self.forward_and_backward()
+        finally:
+            del self.backend.windows  # the other contenders get the adapter's own again
+
+    def forward_and_backward(self):
+        self.layer.zero_grads()
+        self.output = self.layer(self.inputs)
+        self.input_gradient = self.layer.backward(self.output_gradient)
+        return self.output
+
+    def results(self) -> dict:
+        return host_float64(self.backend, {"output": self.output, "inputs": self.input_gradient,
+                                           **self.layer.grads})
+
+
+#: The contenders: how each is built, and the library it needs (whose allocator holds its arrays).
+CONTENDERS = {
+    "torch autograd": StepRecipe(TorchAutograd, "torch"),
+    "mnn-torch fast": StepRecipe(Mnn, "torch", {"backend": "torch", "windows": "fast"}),
+    "mnn-torch portable": StepRecipe(Mnn, "torch", {"backend": "torch", "windows": "portable"}),
+    "mnn-numpy fast": StepRecipe(Mnn, "numpy", {"backend": "numpy", "windows": "fast"}),
+    "mnn-numpy portable": StepRecipe(Mnn, "numpy", {"backend": "numpy", "windows": "portable"}),
+}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--threads", type=int, default=1)
+    add_timing_arguments(parser)
+    args = parser.parse_args(argv)
+    limit_threads(args.threads)
+    problem = make_problem(args.batch)
+    result = compare(step_contenders(CONTENDERS, problem, args.dtype),
+                     reference="torch autograd", repeats=args.repeats, warmup=args.warmup,
+                     sample_s=args.sample_s)
+    add_peak_bytes(result, CONTENDERS, problem, args.dtype)
+    kernel = LAYER["kernel_size"]
+    write_result(result, args.json, kind="conv",
+                 title=f"Conv2d forward and backward ({LAYER['in_channels']} -> "
+                       f"{LAYER['out_channels']} channels, {kernel}x{kernel}, padding "
+                       f"{LAYER['padding']}, {SIDE}x{SIDE} images), batch {args.batch}, "
+                       f"{args.dtype}, {args.threads} thread{'s' * (args.threads != 1)}",
+                 params={"batch": args.batch, "dtype": args.dtype, "threads": args.threads,
+                         "side": SIDE, **LAYER})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The LeNet and Conv2d benchmarks' contenders do the whole work: in float64 the LeNet
+trainers agree after two steps, and every Conv2d contender (mnn's fast and portable windows
+alike) gives torch's output and gradients. A smoke run of each module writes its JSON, and
+run.py runs both in the full benchmark and tables their peak memory.
+
+A contender that skipped work (no bias update, gradients that pile up across steps, an
+input gradient left out) would look fast; this catches it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import import_benchmark
+
+import mnn
+
+lenet, conv, run, harness = (import_benchmark(name) for name in ("lenet", "conv", "run",
+                                                                   "harness"))
+
+
+def _value(loss) -> float:
+    return float(loss.detach() if hasattr(loss, "detach") else loss)
+
+
+def _skip_if_missing(recipes: dict, *names: str) -> None:
+    for name in names:
+        if recipes[name].missing():
+            pytest.skip(f"contender {name}: {recipes[name].missing()}")
+
+
+@pytest.mark.parametrize("name", [name for name in lenet.TRAINERS if name != "torch.nn"])
+def test_lenet_weights_after_two_steps_match_torch_nn(name):
+    _skip_if_missing(lenet.TRAINERS, "torch.nn", name)
+    problem = lenet.make_problem(batch=3, seed=1)
+    reference, other = (lenet.TRAINERS[n].build(problem, "float64") for n in ("torch.nn", name))
+    for step in (1, 2):  # the second step catches gradients that are not reset between steps
+        np.testing.assert_allclose(_value(other()), _value(reference()), rtol=1e-10)
+        expected, got = reference.weights(), other.weights()
+        assert expected.keys() == got.keys() == problem.weights.keys()
+        for key, start in problem.weights.items():
+            moved = expected[key] - start
+            assert np.abs(moved).max() > 1e-5, f"torch.nn did not move {key}"
+            np.testing.assert_allclose(got[key] - start, moved, rtol=0,
+                                       atol=1e-8 * np.abs(moved).max(),
+                                       err_msg=f"{name}, step {step}, update of {key}")
+
+
+@pytest.mark.parametrize("name", [name for name in conv.CONTENDERS if name != "torch autograd"])
+def test_conv_output_and_gradients_match_torch(name):
+    _skip_if_missing(conv.CONTENDERS, "torch autograd", name)
+    problem = conv.make_problem(batch=2, seed=1)
+    reference, other = (conv.CONTENDERS[n].build(problem, "float64")
+                        for n in ("torch autograd", name))
+    for step in (1, 2):  # the second step catches gradients that pile up across steps
+        reference(), other()
+        expected, got = reference.results(), other.results()
+        assert expected.keys() == got.keys() == {"output", "inputs", "w", "b"}
+        for key, value in expected.items():
+            np.testing.assert_allclose(got[key], value, rtol=1e-10,
+                                       atol=1e-12 * np.abs(value).max(),
+                                       err_msg=f"{name}, step {step}, {key}")
+
+
+def test_conv_portable_contenders_run_the_base_class_windows(monkeypatch):
+    """The portable contenders call ``Backend.windows`` (the fast ones never do), and leave
+    the adapter's own method in place after their step."""
+    calls = []
+    portable_default = mnn.backends.Backend.windows
+
+    def counted(self, *args):
+        calls.append(self.name)
+        return portable_default(self, *args)
+
+    monkeypatch.setattr(mnn.backends.Backend, "windows", counted)
+    problem = conv.make_problem(batch=2)
+    for library in ("numpy", "torch"):
+        _skip_if_missing(conv.CONTENDERS, f"mnn-{library} fast")
+        backend = mnn.backends.get(library)
+        conv.CONTENDERS[f"mnn-{library} fast"].build(problem, "float32")()
+        assert calls == [], f"mnn-{library} fast"
+        conv.CONTENDERS[f"mnn-{library} portable"].build(problem, "float32")()
+        assert calls and set(calls) == {library}, f"mnn-{library} portable"
+        assert "windows" not in vars(backend)  # the adapter's method is back
+        calls.clear()
+
+
+def test_peak_memory_of_a_step_is_counted_for_each_contender():
+    lenet_problem, conv_problem = lenet.make_problem(batch=2), conv.make_problem(batch=2)
+    for recipes, problem, least in (
+            # LeNet: the first convolution's output, (2, 16, 28, 28) float32, is 100 kB
+            (lenet.TRAINERS, lenet_problem, 100_000),
+            # Conv2d: the output and the input's gradient, (2, 32 + 16, 14, 14) float32
+            (conv.CONTENDERS, conv_problem, 75_000)):
+        for name, recipe in recipes.items():
+            if not recipe.missing():
+                assert recipe.peak_bytes(problem, "float32") > least, name
+
+
+@pytest.mark.parametrize("module", [lenet, conv])
+def test_a_smoke_run_writes_the_json(module, tmp_path):
+    """As run.py runs it: in a subprocess (its thread limits stay there), tiny and brief."""
+    kind = module.__name__.rpartition(".")[2]
+    env, _ = run.bench_environment(malloc_tuning=True)
+    timing = ["--repeats", "2", "--warmup", "1", "--sample-s", "0.001"]
+    result = run.run_one([module.__name__, "--batch", "2"], env, timing,
+                         str(tmp_path / "result.json"))
+    assert "error" not in result, result.get("error")
+    assert result == json.loads((tmp_path / "result.json").read_text())
+    recipes = module.TRAINERS if module is lenet else module.CONTENDERS
+    assert result["kind"] == kind and [entry["name"] for entry in result["results"]] == list(
+        recipes)
+    for entry in result["results"]:
+        if "skipped" not in entry:
+            assert entry["median_ms"] > 0 and entry["ratio"] > 0
+            assert entry["peak_bytes"] > 0 and entry["peak_counter"] in ("numpy", "torch")
+
+
+@pytest.mark.parametrize("kind", ["lenet", "conv"])
+def test_run_py_runs_them_and_tables_the_peak_memory(kind, tmp_path):
+    assert [f"benchmarks.{kind}"] in run.comparisons(quick=False, gpu=False)
+    assert [f"benchmarks.{kind}"] not in run.comparisons(quick=True, gpu=False)
+    result = {"name": "mnn-numpy", "min_ms": 1.0, "median_ms": 2.0, "max_ms": 3.0, "ratio": 1.5,
+              "minor_faults_per_call": 0.0, "peak_bytes": 3 * 2**20, "peak_counter": "numpy"}
+    report = {"command": "python benchmarks/run.py", "date": "today", "environment": {},
+              "comparisons": [{"kind": kind, "title": "a step", "reference": "torch.nn",
+                               "results": [result], "machine": harness.machine_info()}]}
+    run.write_markdown(report, tmp_path / "benchmarks.md")
+    assert "| mnn-numpy | 1 | 2 | 3 | 1.50x | 0 | 3 | numpy |" in (
+        tmp_path / "benchmarks.md").read_text()
