@@ -149,7 +149,7 @@ TRAINERS = {
 }
 
 
-# Trainer ``name`` by its name: why it cannot run here, one built, the peak bytes of its step.
+# By the trainer's name: why it cannot run here, the trainer built, the peak bytes of its step.
 def missing(name: str) -> str | None:
     return TRAINERS[name].missing()
 
