@@ -7,14 +7,15 @@ above the vocabulary, a float), ``rng`` (seeds out of range, generators, strings
 prompt (every integer dtype and others, any rank, empty axes, ids below 0 or past the
 vocabulary), for a vocabulary that fits in ``uint8`` and one that does not, and for a
 model with a NaN weight. Each call must either raise an ``MnnError`` or return the prompt
-followed by ``n`` ids of the vocabulary, in the prompt's dtype and layout. A raw error from
-NumPy or the array library fails the test. ``n`` stays small when it is valid: a valid
-count is work to do, not a bad input.
+followed by ``n`` ids of the vocabulary, in the prompt's dtype and layout, within the
+example deadline. A raw error from NumPy or the array library fails the test. ``n`` stays
+small when it is valid: a valid count is work to do, not a bad input.
 """
 
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -29,10 +30,11 @@ CONTEXT = 4
 PROMPT_DTYPES = ["int64"] * 6 + ["int32", "int16", "int8", "uint8", "uint64", "float32",
                  "float64", "bool"]
 
-#: No deadline: a first call on JAX compiles for seconds, and time is not what this checks.
-GENERATE = settings(max_examples=100, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+#: A bound on runaway work (a tiny model, at most 5 new tokens: milliseconds), not a speed
+#: check: wide enough for JAX's first call, which compiles for seconds on a loaded machine.
+GENERATE = settings(max_examples=100, deadline=timedelta(seconds=30), derandomize=True,
+                    database=None, suppress_health_check=[HealthCheck.too_slow,
+                                                          HealthCheck.function_scoped_fixture])
 
 
 def mostly(good: list, bad: list) -> st.SearchStrategy:
