@@ -90,13 +90,14 @@ def test_conv_portable_contenders_run_the_base_class_windows(monkeypatch):
 def test_peak_memory_of_a_step_is_counted_for_each_contender():
     lenet_problem, conv_problem = lenet.make_problem(batch=2), conv.make_problem(batch=2)
     for recipes, problem, least in (
-            # LeNet: the first convolution's output, (2, 16, 28, 28) float32, is 100 kB
-            (lenet.TRAINERS, lenet_problem, 100_000),
-            # Conv2d: the output and the input's gradient, (2, 32 + 16, 14, 14) float32
-            (conv.CONTENDERS, conv_problem, 75_000)):
+            # LeNet: the first convolution's output, (2, 16, 28, 28) float32, 100,352 bytes
+            (lenet.TRAINERS, lenet_problem, 2 * 16 * 28 * 28 * 4),
+            # Conv2d: its output, (2, 32, 14, 14) float32 (torch may free it before it
+            # allocates the input's gradient, so the two need not be counted together)
+            (conv.CONTENDERS, conv_problem, 2 * 32 * 14 * 14 * 4)):
         for name, recipe in recipes.items():
             if not recipe.missing():
-                assert recipe.peak_bytes(problem, "float32") > least, name
+                assert recipe.peak_bytes(problem, "float32") >= least, name
 
 
 @pytest.mark.parametrize("module", [lenet, conv])
