@@ -47,20 +47,17 @@ Run: ``python -m benchmarks.conv --json out.json``.
 
 from __future__ import annotations
 
-import argparse
 import types
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.gpt import limit_threads
 from benchmarks.harness import (
     StepRecipe,
-    add_peak_bytes,
-    add_timing_arguments,
-    compare,
+    compare_steps,
+    dtype_and_threads,
     host_float64,
-    step_contenders,
+    step_arguments,
     write_result,
 )
 
@@ -176,24 +173,15 @@ CONTENDERS = {
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--batch", type=int, default=BATCH)
-    parser.add_argument("--threads", type=int, default=1)
-    add_timing_arguments(parser)
-    args = parser.parse_args(argv)
-    limit_threads(args.threads)
-    problem = make_problem(args.batch)
-    result = compare(step_contenders(CONTENDERS, problem, args.dtype),
-                     reference="torch autograd", repeats=args.repeats, warmup=args.warmup,
-                     sample_s=args.sample_s)
-    add_peak_bytes(result, CONTENDERS, problem, args.dtype)
+    args = step_arguments(__doc__.splitlines()[0], BATCH).parse_args(argv)
+    result = compare_steps(CONTENDERS, make_problem(args.batch), args,
+                           reference="torch autograd")
     kernel = LAYER["kernel_size"]
     write_result(result, args.json, kind="conv",
                  title=f"Conv2d forward and backward ({LAYER['in_channels']} -> "
                        f"{LAYER['out_channels']} channels, {kernel}x{kernel}, padding "
                        f"{LAYER['padding']}, {SIDE}x{SIDE} images), batch {args.batch}, "
-                       f"{args.dtype}, {args.threads} thread{'s' * (args.threads != 1)}",
+                       f"{dtype_and_threads(args)}",
                  params={"batch": args.batch, "dtype": args.dtype, "threads": args.threads,
                          "side": SIDE, **LAYER})
 

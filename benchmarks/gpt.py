@@ -34,7 +34,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.harness import Contender, add_timing_arguments, compare, write_result
+from benchmarks.harness import (
+    Contender,
+    MnnStep,
+    add_timing_arguments,
+    compare,
+    host_float64,
+    limit_threads,
+    write_result,
+)
 
 #: The model of the issue's training target (and of ``mnn train-lm``'s defaults).
 SHAPE = {"vocab_size": 103, "context": 64, "d_model": 128, "heads": 4, "layers": 4}
@@ -192,7 +200,7 @@ class TorchNN:
 # --- mnn ----------------------------------------------------------------------------------
 
 
-class Mnn:
+class Mnn(MnnStep):
     """``mnn.GPT`` + ``CrossEntropyLossLayer(axis=-1)`` + ``mnn.optim.AdamW``."""
 
     def __init__(self, problem: Problem, dtype: str, backend: str = "numpy", device: str = "cpu"):
@@ -206,18 +214,10 @@ class Mnn:
         self.model = mnn.SequentialLayers([self.gpt, mnn.CrossEntropyLossLayer(axis=-1)])
         self.model.to(xp=backend, device=device, dtype=dtype)
         self.optimizer = mnn.optim.AdamW(self.model, lr=LR)
-        self.ids, self.labels = where.from_host(problem.ids), where.from_host(problem.labels)
-
-    def __call__(self):
-        self.optimizer.zero_grad()
-        loss = self.model(self.ids, self.labels)
-        self.model.backward()
-        self.optimizer.step()
-        return loss
+        self.inputs, self.labels = where.from_host(problem.ids), where.from_host(problem.labels)
 
     def weights(self) -> dict:
-        return {k: np.array(self.backend.to_host(v), dtype=np.float64)
-                for k, v in self.gpt.state_dict().items()}
+        return host_float64(self.backend, self.gpt.state_dict())
 
 
 # --- the comparison -------------------------------------------------------------------
@@ -241,17 +241,6 @@ def missing(name: str) -> str | None:
 def build(name: str, problem: Problem, dtype: str):
     cls, kwargs, _ = TRAINERS[name]
     return cls(problem, dtype, **kwargs)
-
-
-def limit_threads(threads: int) -> None:
-    """``threads`` CPU threads for NumPy's BLAS and for PyTorch (if installed)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def contenders(dtype: str, library: str = "all", batch: int = BATCH) -> list[Contender]:

@@ -16,8 +16,9 @@ the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
 ``architecture`` field: ``Haswell`` is AVX2, ``SkylakeX`` is AVX-512).
 
 Step comparisons (``lstm.py``, ``lenet.py``, ``conv.py``) build each contender from a
-``StepRecipe`` and the same problem (weights and data), time them with ``compare`` and
-add the peak memory of one step of each (``add_peak_bytes``). The torch.nn contender
+``StepRecipe`` and the same problem (weights and data), and ``compare_steps`` times them
+with ``compare`` and adds the peak memory of one step of each (``add_peak_bytes``). An
+mnn contender's training step is ``MnnStep``'s, the path the README teaches. The torch.nn contender
 gets mnn's weights through ``torch_names``, which maps mnn's parameter names to torch's.
 """
 
@@ -257,6 +258,56 @@ def torch_weights(module, names: dict[str, str]) -> dict:
     """The torch.nn ``module``'s parameters as host float64 arrays under mnn's names."""
     return {key: module.get_parameter(name).detach().cpu().double().numpy()
             for key, name in names.items()}
+
+
+class MnnStep:
+    """The plain training step of an mnn contender: zero the gradients, forward, backward,
+    optimizer step. A subclass sets ``model`` (ending in its loss), ``optimizer``,
+    ``inputs`` and ``labels``."""
+
+    def __call__(self):
+        self.optimizer.zero_grad()
+        loss = self.model(self.inputs, self.labels)
+        self.model.backward()
+        self.optimizer.step()
+        return loss
+
+
+def step_arguments(description: str, batch: int) -> argparse.ArgumentParser:
+    """The options of a step comparison: ``--dtype``, ``--batch``, ``--threads`` and the
+    timing's (``add_timing_arguments``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--threads", type=int, default=1)
+    add_timing_arguments(parser)
+    return parser
+
+
+def compare_steps(recipes: dict, problem, args: argparse.Namespace, reference: str) -> dict:
+    """The recipes' contenders timed round-robin on ``problem`` with ``args.threads``
+    threads, then the peak memory of one step of each."""
+    limit_threads(args.threads)
+    result = compare(step_contenders(recipes, problem, args.dtype), reference=reference,
+                     repeats=args.repeats, warmup=args.warmup, sample_s=args.sample_s)
+    add_peak_bytes(result, recipes, problem, args.dtype)
+    return result
+
+
+def dtype_and_threads(args: argparse.Namespace) -> str:
+    """The end of a comparison's title: ``float32, 1 thread``."""
+    return f"{args.dtype}, {args.threads} thread{'s' * (args.threads != 1)}"
+
+
+def limit_threads(threads: int) -> None:
+    """``threads`` CPU threads for NumPy's BLAS and for PyTorch (if installed)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def host_float64(backend, arrays: dict) -> dict:

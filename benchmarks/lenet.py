@@ -46,20 +46,18 @@ Run: ``python -m benchmarks.lenet --json out.json``.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.gpt import limit_threads
 from benchmarks.harness import (
+    MnnStep,
     StepRecipe,
-    add_peak_bytes,
-    add_timing_arguments,
-    compare,
+    compare_steps,
     copy_into_torch,
+    dtype_and_threads,
     host_float64,
-    step_contenders,
+    step_arguments,
     torch_names,
     torch_weights,
     write_result,
@@ -152,7 +150,7 @@ class TorchNN:
         return torch_weights(self.model, self.names)
 
 
-class Mnn:
+class Mnn(MnnStep):
     """``mnn train --model cnn``'s network (it ends in ``CrossEntropyLossLayer``) +
     ``mnn.optim.SGD``."""
 
@@ -166,14 +164,7 @@ class Mnn:
         self.model.load_weights(problem.weights)
         self.model.to(xp=backend, device="cpu", dtype=dtype)
         self.optimizer = mnn.optim.SGD(self.model, lr=LR)
-        self.images, self.labels = where.from_host(problem.images), where.from_host(problem.labels)
-
-    def __call__(self):
-        self.optimizer.zero_grad()
-        loss = self.model(self.images, self.labels)
-        self.model.backward()
-        self.optimizer.step()
-        return loss
+        self.inputs, self.labels = where.from_host(problem.images), where.from_host(problem.labels)
 
     def weights(self) -> dict:
         return host_float64(self.backend, self.model.state_dict())
@@ -188,21 +179,12 @@ TRAINERS = {
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--batch", type=int, default=BATCH)
-    parser.add_argument("--threads", type=int, default=1)
-    add_timing_arguments(parser)
-    args = parser.parse_args(argv)
-    limit_threads(args.threads)
-    problem = make_problem(args.batch)
-    result = compare(step_contenders(TRAINERS, problem, args.dtype), reference="torch.nn",
-                     repeats=args.repeats, warmup=args.warmup, sample_s=args.sample_s)
-    add_peak_bytes(result, TRAINERS, problem, args.dtype)
+    args = step_arguments(__doc__.splitlines()[0], BATCH).parse_args(argv)
+    result = compare_steps(TRAINERS, make_problem(args.batch), args, reference="torch.nn")
     _, shape = lenet()
     write_result(result, args.json, kind="lenet",
                  title=f"LeNet-style CNN training step ({shape}), SGD, batch {args.batch}, "
-                       f"{args.dtype}, {args.threads} thread{'s' * (args.threads != 1)}",
+                       f"{dtype_and_threads(args)}",
                  params={"batch": args.batch, "dtype": args.dtype, "threads": args.threads,
                          "side": SIDE, "classes": N_CLASSES, "lr": LR})
 

@@ -34,20 +34,18 @@ Run: ``python -m benchmarks.lstm --json out.json``.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.gpt import limit_threads
 from benchmarks.harness import (
+    MnnStep,
     StepRecipe,
-    add_peak_bytes,
-    add_timing_arguments,
-    compare,
+    compare_steps,
     copy_into_torch,
+    dtype_and_threads,
     host_float64,
-    step_contenders,
+    step_arguments,
     torch_names,
     torch_weights,
     write_result,
@@ -114,7 +112,7 @@ class TorchNN:
         return torch_weights(self.model, self.names)
 
 
-class Mnn:
+class Mnn(MnnStep):
     """``mnn.RecurrentLM`` + ``CrossEntropyLossLayer(axis=-1)`` + ``mnn.optim.AdamW``."""
 
     def __init__(self, problem: Problem, dtype: str, backend: str = "numpy", device: str = "cpu"):
@@ -128,14 +126,7 @@ class Mnn:
         self.model = mnn.SequentialLayers([self.lm, mnn.CrossEntropyLossLayer(axis=-1)])
         self.model.to(xp=backend, device=device, dtype=dtype)
         self.optimizer = mnn.optim.AdamW(self.model, lr=LR)
-        self.ids, self.labels = where.from_host(problem.ids), where.from_host(problem.labels)
-
-    def __call__(self):
-        self.optimizer.zero_grad()
-        loss = self.model(self.ids, self.labels)
-        self.model.backward()
-        self.optimizer.step()
-        return loss
+        self.inputs, self.labels = where.from_host(problem.ids), where.from_host(problem.labels)
 
     def weights(self) -> dict:
         return host_float64(self.backend, self.lm.state_dict())
@@ -163,21 +154,12 @@ def peak_bytes(name: str, problem: Problem, dtype: str) -> int:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--batch", type=int, default=BATCH)
-    parser.add_argument("--threads", type=int, default=1)
-    add_timing_arguments(parser)
-    args = parser.parse_args(argv)
-    limit_threads(args.threads)
-    problem = make_problem(args.batch)
-    result = compare(step_contenders(TRAINERS, problem, args.dtype), reference="torch.nn",
-                     repeats=args.repeats, warmup=args.warmup, sample_s=args.sample_s)
-    add_peak_bytes(result, TRAINERS, problem, args.dtype)
+    args = step_arguments(__doc__.splitlines()[0], BATCH).parse_args(argv)
+    result = compare_steps(TRAINERS, make_problem(args.batch), args, reference="torch.nn")
     shape = ", ".join(f"{k} {v}" for k, v in SHAPE.items())
     write_result(result, args.json, kind="lstm",
                  title=f"LSTM language model training step ({shape}), batch {args.batch}, "
-                       f"{args.dtype}, {args.threads} thread{'s' * (args.threads != 1)}",
+                       f"{dtype_and_threads(args)}",
                  params={"batch": args.batch, "dtype": args.dtype, "threads": args.threads,
                          **SHAPE})
 

@@ -79,6 +79,24 @@ def assert_float32_matches_float64(target, make_layer, inputs: tuple, cotangent,
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+def assert_two_steps_match(reference, other, initial: dict, name: str) -> None:
+    """Two training steps of the benchmark trainer ``other`` give the loss and the weight
+    updates of ``reference`` (torch.nn), in float64; ``initial`` holds the weights both
+    started from. The second step catches gradients that are not reset between steps."""
+    for step in (1, 2):
+        losses = [float(loss.detach() if hasattr(loss, "detach") else loss)
+                  for loss in (other(), reference())]
+        np.testing.assert_allclose(losses[0], losses[1], rtol=1e-10)
+        expected, got = reference.weights(), other.weights()
+        assert expected.keys() == got.keys() == initial.keys()
+        for key, start in initial.items():
+            moved = expected[key] - start
+            assert np.abs(moved).max() > 1e-5, f"torch.nn did not move {key}"
+            np.testing.assert_allclose(got[key] - start, moved, rtol=0,
+                                       atol=1e-8 * np.abs(moved).max(),
+                                       err_msg=f"{name}, step {step}, update of {key}")
+
+
 def assert_matches_torch_autograd(layer, torch_function, x, g, *, rtol: float,
                                   atol: float = 0.0) -> None:
     """``layer``'s output for ``x`` and its input gradient for the cotangent ``g`` (host

