@@ -11,7 +11,10 @@ time in microseconds; NumPy is imported inside mnn, so one run gives both number
 The medians over ``--runs`` runs are printed, with the spread (the 10th and 90th
 percentiles), and the modules that mnn imports beyond NumPy's, slowest first.
 Import times vary with the disk cache and the machine's load: report the machine
-with the figure, and rerun on a quiet one.
+with the figure, and rerun on a quiet one. The runs import compiled bytecode, as an
+installed package does (pip writes the ``.pyc`` files at install): the first, untimed run
+writes it, with ``PYTHONDONTWRITEBYTECODE`` removed from the runs' environment, where it
+would make every run compile mnn's sources again.
 
     python benchmarks/import_cost.py --runs 41
 """
@@ -19,6 +22,7 @@ with the figure, and rerun on a quiet one.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -29,8 +33,9 @@ LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 def one_run(module: str) -> dict[str, tuple[int, int, int]]:
     """module name -> (self us, cumulative us, depth) for one ``import module``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, env=env)
     found = {}
     for line in result.stderr.splitlines():
         match = LINE.match(line)
