@@ -18,8 +18,9 @@ the thread counts, and the BLAS kernel that OpenBLAS picked (threadpoolctl's
 Step comparisons (``lstm.py``, ``lenet.py``, ``conv.py``) build each contender from a
 ``StepRecipe`` and the same problem (weights and data), and ``compare_steps`` times them
 with ``compare`` and adds the peak memory of one step of each (``add_peak_bytes``). An
-mnn contender's training step is ``MnnStep``'s, the path the README teaches. The torch.nn contender
-gets mnn's weights through ``torch_names``, which maps mnn's parameter names to torch's.
+mnn contender's training step is ``MnnStep``'s, the path the README teaches. The torch.nn
+contender gets mnn's weights through ``torch_names``, which maps mnn's parameter names to
+torch's.
 """
 
 from __future__ import annotations

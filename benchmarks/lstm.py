@@ -140,19 +140,6 @@ TRAINERS = {
 }
 
 
-# By the trainer's name: why it cannot run here, the trainer built, the peak bytes of its step.
-def missing(name: str) -> str | None:
-    return TRAINERS[name].missing()
-
-
-def build(name: str, problem: Problem, dtype: str):
-    return TRAINERS[name].build(problem, dtype)
-
-
-def peak_bytes(name: str, problem: Problem, dtype: str) -> int:
-    return TRAINERS[name].peak_bytes(problem, dtype)
-
-
 def main(argv=None) -> None:
     args = step_arguments(__doc__.splitlines()[0], BATCH).parse_args(argv)
     result = compare_steps(TRAINERS, make_problem(args.batch), args, reference="torch.nn")

@@ -79,6 +79,16 @@ def assert_float32_matches_float64(target, make_layer, inputs: tuple, cotangent,
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+def skip_if_missing(recipes: dict, *names: str) -> None:
+    """Skip the test, saying why, if a benchmark contender of ``recipes`` (its
+    ``StepRecipe`` by name) cannot run here."""
+    import pytest
+
+    for name in names:
+        if reason := recipes[name].missing():
+            pytest.skip(f"contender {name}: {reason}")
+
+
 def assert_two_steps_match(reference, other, initial: dict, name: str) -> None:
     """Two training steps of the benchmark trainer ``other`` give the loss and the weight
     updates of ``reference`` (torch.nn), in float64; ``initial`` holds the weights both

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_two_steps_match, import_benchmark
+from helpers import assert_two_steps_match, import_benchmark, skip_if_missing
 
 import mnn
 
@@ -21,15 +21,9 @@ lenet, conv, run, harness = (import_benchmark(name) for name in ("lenet", "conv"
                                                                    "harness"))
 
 
-def _skip_if_missing(recipes: dict, *names: str) -> None:
-    for name in names:
-        if recipes[name].missing():
-            pytest.skip(f"contender {name}: {recipes[name].missing()}")
-
-
 @pytest.mark.parametrize("name", [name for name in lenet.TRAINERS if name != "torch.nn"])
 def test_lenet_weights_after_two_steps_match_torch_nn(name):
-    _skip_if_missing(lenet.TRAINERS, "torch.nn", name)
+    skip_if_missing(lenet.TRAINERS, "torch.nn", name)
     problem = lenet.make_problem(batch=3, seed=1)
     reference, other = (lenet.TRAINERS[n].build(problem, "float64") for n in ("torch.nn", name))
     assert_two_steps_match(reference, other, problem.weights, name)
@@ -37,7 +31,7 @@ def test_lenet_weights_after_two_steps_match_torch_nn(name):
 
 @pytest.mark.parametrize("name", [name for name in conv.CONTENDERS if name != "torch autograd"])
 def test_conv_output_and_gradients_match_torch(name):
-    _skip_if_missing(conv.CONTENDERS, "torch autograd", name)
+    skip_if_missing(conv.CONTENDERS, "torch autograd", name)
     problem = conv.make_problem(batch=2, seed=1)
     reference, other = (conv.CONTENDERS[n].build(problem, "float64")
                         for n in ("torch autograd", name))
@@ -64,7 +58,7 @@ def test_conv_portable_contenders_run_the_base_class_windows(monkeypatch):
     monkeypatch.setattr(mnn.backends.Backend, "windows", counted)
     problem = conv.make_problem(batch=2)
     for library in ("numpy", "torch"):
-        _skip_if_missing(conv.CONTENDERS, f"mnn-{library} fast")
+        skip_if_missing(conv.CONTENDERS, f"mnn-{library} fast")
         backend = mnn.backends.get(library)
         conv.CONTENDERS[f"mnn-{library} fast"].build(problem, "float32")()
         assert calls == [], f"mnn-{library} fast"

@@ -8,7 +8,7 @@ time step left out of backpropagation through time) would look fast; this catche
 from __future__ import annotations
 
 import pytest
-from helpers import assert_two_steps_match, import_benchmark
+from helpers import assert_two_steps_match, import_benchmark, skip_if_missing
 
 lstm, run, harness = (import_benchmark(name) for name in ("lstm", "run", "harness"))
 OTHERS = [name for name in lstm.TRAINERS if name != "torch.nn"]
@@ -16,21 +16,18 @@ OTHERS = [name for name in lstm.TRAINERS if name != "torch.nn"]
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_weights_after_two_steps_match_torch_nn(name):
-    for needed in ("torch.nn", name):
-        if lstm.missing(needed):
-            pytest.skip(f"contender {needed}: {lstm.missing(needed)}")
+    skip_if_missing(lstm.TRAINERS, "torch.nn", name)
     problem = lstm.make_problem(batch=3, seed=1)
-    reference, other = (lstm.build(n, problem, "float64") for n in ("torch.nn", name))
+    reference, other = (lstm.TRAINERS[n].build(problem, "float64") for n in ("torch.nn", name))
     assert_two_steps_match(reference, other, problem.weights, name)
 
 
 def test_peak_memory_of_a_step_is_counted_for_each_library():
     problem = lstm.make_problem(batch=2)
-    for name in lstm.TRAINERS:
-        if lstm.missing(name):
-            continue
-        # the logits alone, (2, 64, 103) float32, are more than 50 kB
-        assert lstm.peak_bytes(name, problem, "float32") > 50_000, name
+    for name, recipe in lstm.TRAINERS.items():
+        if not recipe.missing():
+            # the logits alone, (2, 64, 103) float32, are more than 50 kB
+            assert recipe.peak_bytes(problem, "float32") > 50_000, name
 
 
 def test_run_py_runs_it_and_tables_the_peak_memory(tmp_path):

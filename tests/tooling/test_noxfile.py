@@ -118,12 +118,17 @@ def test_the_docs_session_can_tell_why_chromium_did_not_run(noxfile):
     assert noxfile._chromium_missing(Session()) == (sitecheck.chromium_missing() or "")
 
 
+def collect_only(scope: str, *paths: str) -> subprocess.CompletedProcess:
+    """``pytest --collect-only`` of ``paths`` on numpy:cpu under MNN_TEST_SCOPE=scope."""
+    env = {**os.environ, "MNN_TEST_SCOPE": scope, "MNN_TEST_TARGETS": "numpy:cpu"}
+    return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", *paths], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
 def collected(scope: str, *paths: str) -> set[str]:
     """The test ids that ``pytest --collect-only`` keeps under MNN_TEST_SCOPE=scope."""
-    env = {**os.environ, "MNN_TEST_SCOPE": scope, "MNN_TEST_TARGETS": "numpy:cpu"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                          "-p", "no:cacheprovider", *paths], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = collect_only(scope, *paths)
     assert run.returncode in (0, 5), run.stdout + run.stderr  # 5: everything deselected
     return {line for line in run.stdout.splitlines() if "::" in line}
 
@@ -140,8 +145,5 @@ def test_the_scopes_split_the_suite_between_the_tests_and_integration_sessions()
 
 
 def test_an_unknown_scope_is_a_usage_error():
-    env = {**os.environ, "MNN_TEST_SCOPE": "some"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                          "tests/layers/test_linear.py"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = collect_only("some", "tests/layers/test_linear.py")
     assert run.returncode == 4 and "MNN_TEST_SCOPE: expected one of" in run.stderr
