@@ -204,6 +204,14 @@ class StepRecipe:
         return peak_bytes_of_call(step, self.library)
 
 
+def training_recipes(torch_nn: Callable, mnn_trainer: Callable) -> dict[str, StepRecipe]:
+    """A training-step comparison's contenders: the ``torch.nn`` reference, and mnn's
+    trainer on PyTorch and on NumPy arrays (its ``backend`` option)."""
+    return {"torch.nn": StepRecipe(torch_nn, "torch"),
+            "mnn-torch": StepRecipe(mnn_trainer, "torch", {"backend": "torch"}),
+            "mnn-numpy": StepRecipe(mnn_trainer, "numpy", {"backend": "numpy"})}
+
+
 def step_contenders(recipes: dict[str, StepRecipe], problem, dtype: str) -> list[Contender]:
     """One ``Contender`` per recipe, each built from ``problem`` in ``dtype``."""
     return [Contender(name, build=lambda recipe=recipe: recipe.build(problem, dtype),

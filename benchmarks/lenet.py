@@ -52,7 +52,6 @@ import numpy as np
 
 from benchmarks.harness import (
     MnnStep,
-    StepRecipe,
     compare_steps,
     copy_into_torch,
     dtype_and_threads,
@@ -60,6 +59,7 @@ from benchmarks.harness import (
     step_arguments,
     torch_names,
     torch_weights,
+    training_recipes,
     write_result,
 )
 
@@ -171,11 +171,7 @@ class Mnn(MnnStep):
 
 
 #: The contenders: how each is built, and the library it needs (whose allocator holds its arrays).
-TRAINERS = {
-    "torch.nn": StepRecipe(TorchNN, "torch"),
-    "mnn-torch": StepRecipe(Mnn, "torch", {"backend": "torch"}),
-    "mnn-numpy": StepRecipe(Mnn, "numpy", {"backend": "numpy"}),
-}
+TRAINERS = training_recipes(TorchNN, Mnn)
 
 
 def main(argv=None) -> None:
