@@ -19,7 +19,8 @@ lives here, as methods an adapter overrides where its library differs:
 * ``transpose_matmul``: ``left.T @ right`` (a weight gradient), where the
   standard's way is slow on a library (NumPy at batch 1);
 * ``windows``: every window of an image that a convolution multiplies by its
-  kernel (im2col), where a library gives them as a view (NumPy, torch);
+  kernel (im2col), where a library gives them as a view (NumPy);
+* ``correlate``: a convolution, where the library has its own (PyTorch, JAX);
 * ``enable_float64``: what the library needs before it computes in 64 bits (JAX);
 * ``torch_view``: a torch tensor on an array's own memory (DLPack), which
   ``mnn.distributed`` hands to torch.distributed's collectives without a copy.
@@ -300,31 +301,55 @@ class Backend:
 
     def windows(self, x: Array, kernel: tuple[int, int], stride: tuple[int, int],
                 dilation: tuple[int, int]) -> Array:
-        r"""Every ``kernel``-sized window of the last two axes of ``x``: the im2col of a
+        r"""Every ``kernel``-sized window of a channels-last image: the im2col of a
         convolution, read-only (it may be a view of ``x``).
 
-        For ``x`` of shape :math:`(\dots, H, W)`, the result has shape
-        :math:`(\dots, k_h, k_w, H', W')` with
+        For ``x`` of shape :math:`(N, H, W, C)`, the result has shape
+        :math:`(N, H', W', k_h, k_w, C)` with
         :math:`H' = \lfloor (H - d_h (k_h - 1) - 1) / s_h \rfloor + 1` (the same for the
         width) and
 
         .. math::
-            \text{out}_{\dots, i, j, h, w} = x_{\dots,\, s_h h + d_h i,\, s_w w + d_w j}.
+            \text{out}_{n, h, w, i, j, c} = x_{n,\, s_h h + d_h i,\, s_w w + d_w j,\, c}.
 
-        ``out[..., i, j, :, :]`` is the strided slice of kernel tap :math:`(i, j)`, and this
-        default stacks those :math:`k_h k_w` slices, a copy built from basic indexing that
-        every library supports, immutable arrays too. NumPy overrides it with
-        ``sliding_window_view`` and torch with ``Tensor.unfold``: views, nothing copied.
-        ``Conv2d`` multiplies the windows by its kernel in one matrix product.
+        The channels come last so that the taps of one window row and their channels lie
+        side by side in memory: reshaped into a matrix with a row per output pixel, the
+        copy moves runs of :math:`k_w C` numbers. This default stacks strided slices, basic
+        indexing that every library supports, immutable arrays too: one slice per kernel
+        tap (every window's entry :math:`(i, j)`), or one per output pixel (its window)
+        where there are fewer of those, as in the weight gradient of ``Conv2d``. NumPy
+        overrides it with ``sliding_window_view``, a view that copies nothing.
         """
         xp = array_api_compat.array_namespace(x)
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-        out_h = (x.shape[-2] - dh * (kh - 1) - 1) // sh + 1
-        out_w = (x.shape[-1] - dw * (kw - 1) - 1) // sw + 1
-        taps = [x[..., dh * i:dh * i + sh * (out_h - 1) + 1:sh,
-                  dw * j:dw * j + sw * (out_w - 1) + 1:sw]
-                for i in range(kh) for j in range(kw)]
-        return xp.reshape(xp.stack(taps, axis=-3), (*x.shape[:-2], kh, kw, out_h, out_w))
+        n, height, width, channels = x.shape
+        out_h = (height - dh * (kh - 1) - 1) // sh + 1
+        out_w = (width - dw * (kw - 1) - 1) // sw + 1
+        if kh * kw <= out_h * out_w:  # (N, H', W', C) per tap
+            parts = [x[:, dh * i:dh * i + sh * (out_h - 1) + 1:sh,
+                       dw * j:dw * j + sw * (out_w - 1) + 1:sw, :]
+                     for i in range(kh) for j in range(kw)]
+            stacked = xp.stack(parts, axis=3)  # (N, H', W', kh kw, C)
+        else:  # (N, kh, kw, C) per output pixel
+            parts = [x[:, sh * h:sh * h + dh * (kh - 1) + 1:dh,
+                       sw * w:sw * w + dw * (kw - 1) + 1:dw, :]
+                     for h in range(out_h) for w in range(out_w)]
+            stacked = xp.stack(parts, axis=1)  # (N, H' W', kh, kw, C)
+        return xp.reshape(stacked, (n, out_h, out_w, kh, kw, channels))
+
+    def correlate(self, x: Array, w: Array, stride: tuple[int, int],
+                  dilation: tuple[int, int], groups: int) -> Array | None:
+        r"""The library's own convolution (cross-correlation) of ``x`` (N, C, H, W) with the
+        kernel ``w`` (O, C/G, k_h, k_w), without padding or bias: ``Conv2d``'s Eq. (1), in
+        (N, O, H', W'); ``None`` where the library has none.
+
+        The standard has no convolution, and this default returns ``None``: ``Conv2d`` then
+        multiplies the ``windows`` by its kernel (its Eq. (13)). PyTorch and JAX return
+        their own kernels' result (``torch.nn.functional.conv2d``,
+        ``jax.lax.conv_general_dilated``). ``Conv2d`` derives its backward as two more
+        correlations, so the same call serves forward, input gradient and weight gradient.
+        """
+        return None
 
     def torch_view(self, array: Array) -> Any:
         """A ``torch.Tensor`` on the memory of ``array``, or ``None`` where there can be none.

@@ -73,6 +73,12 @@ class JaxBackend(Backend):
     def sigmoid(self, x):
         return self.library().nn.sigmoid(x)
 
+    def correlate(self, x, w, stride, dilation, groups):
+        lax = self.library().lax
+        return lax.conv_general_dilated(x, w, stride, "VALID", rhs_dilation=dilation,
+                                        feature_group_count=groups,
+                                        precision=lax.Precision.HIGHEST)
+
     def scatter_add(self, target, indices, values):
         return target.at[indices].add(values)  # functional: a new array, repeats add up
 

@@ -24,11 +24,11 @@ class NumpyBackend(Backend):
     def windows(self, x, kernel, stride, dilation):
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
-        # (..., H', W', span_h, span_w) at stride 1, then every s-th window and d-th tap:
-        # a view of x, nothing copied
-        view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(-2, -1))
-        view = view[..., ::sh, ::sw, ::dh, ::dw]
-        return np.moveaxis(view, (-2, -1), (-4, -3))  # (..., kh, kw, H', W')
+        # (N, H', W', C, span_h, span_w) at stride 1, then every s-th window and d-th tap:
+        # a view of the channels-last copy of x
+        view = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(x), span,
+                                                        axis=(1, 2))
+        return np.moveaxis(view[:, ::sh, ::sw, :, ::dh, ::dw], 3, -1)  # (N, H', W', kh, kw, C)
 
     def erf(self, x):
         try:

@@ -67,13 +67,11 @@ class TorchBackend(Backend):
     def sigmoid(self, x):
         return self.library().sigmoid(x)
 
-    def windows(self, x, kernel, stride, dilation):
-        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-        # unfold: (..., H', W', span_h, span_w), every s-th window; then every d-th tap.
-        # A view of x, nothing copied
-        view = x.unfold(-2, dh * (kh - 1) + 1, sh).unfold(-2, dw * (kw - 1) + 1, sw)
-        view = view[..., ::dh, ::dw]
-        return view.movedim((-2, -1), (-4, -3))  # (..., kh, kw, H', W')
+    def correlate(self, x, w, stride, dilation, groups):
+        if x.shape[1] == 0:  # nothing to sum (an empty batch's weight gradient): torch's
+            return None      # output is left uninitialised, the portable path gives zeros
+        return self.library().nn.functional.conv2d(x, w, stride=stride, dilation=dilation,
+                                                   groups=groups)
 
     def scatter_add(self, target, indices, values):
         return target.index_add(0, indices, values)

@@ -1,4 +1,4 @@
-"""One Conv2d layer's forward and backward alone: PyTorch's kernels, and mnn's two im2col paths.
+"""One Conv2d layer's forward and backward alone: torch autograd, and mnn's two paths.
 
 The layer: 16 -> 32 channels, a 3x3 kernel padded by 1 (the output keeps the input's
 14 x 14 pixels), on a batch of 64, float32. One step: forward, then backward from a fixed
@@ -8,32 +8,36 @@ input's gradient returned, so no contender can skip either.
 
 Why a layer alone: ``benchmarks/lenet.py`` times a whole training step, where the
 convolutions share the time with pooling, the loss and the optimizer. Here only the
-convolution's formulation decides, and the two ways mnn can gather its windows are timed
-side by side.
+convolution's formulation decides, and mnn's fast and portable paths are timed side by
+side.
 
 The contenders:
 
 * ``torch autograd``: the reference, ``torch.nn.functional.conv2d`` and ``backward()``;
   PyTorch's own CPU kernels (oneDNN where the build has it).
-* ``mnn-torch`` / ``mnn-numpy``: ``mnn.Conv2d`` on PyTorch / NumPy arrays. It gathers the
-  windows of the padded input as the columns of one matrix (im2col) and multiplies the
-  kernel by it (Eq. (12) of ``mnn.layers.conv2d``); the weight gradient is one product
-  with the columns the forward kept, the input gradient a transposed convolution, gathered
-  the same way. The windows come from the adapter, ``Backend.windows``, and each library
+* ``mnn-torch`` / ``mnn-numpy``: ``mnn.Conv2d`` on PyTorch / NumPy arrays. Its forward,
+  its weight gradient and its input gradient are three correlations (Eqs. (1), (12) and
+  (8) of ``mnn.layers.conv2d``), each computed by ``conv2d.correlate``, and each library
   runs twice:
 
-  * ``fast``: the adapter's own ``windows``, a strided view of the input (``Tensor.unfold``,
-    ``numpy.lib.stride_tricks.sliding_window_view``); the reshape into columns is the one
-    copy;
-  * ``portable``: the ``Backend`` base class's default, which stacks the k_h k_w strided
-    slices of the input (basic indexing, which every array library has, immutable ones
-    too), and then reshapes. Here that default is called in place of the adapter's method
-    for the duration of each of these contenders' steps (``Mnn.__call__``).
+  * ``fast``: what the adapter gives. mnn-torch: PyTorch's own convolution
+    (``Backend.correlate``, ``torch.nn.functional.conv2d``), the same kernels as the
+    reference's forward, while the backward is mnn's two correlations. mnn-numpy: NumPy has
+    no convolution, so the windows of the channels-last image are gathered as the rows of
+    one matrix (im2col) and multiplied by the kernel (Eq. (13)); the windows are a strided
+    view (``Backend.windows``, ``numpy.lib.stride_tricks.sliding_window_view``), and the
+    reshape into a matrix is the one copy;
+  * ``portable``: the ``Backend`` base class's defaults, the reference path of every
+    library without a convolution or a view: ``correlate`` gives ``None`` and ``windows``
+    stacks strided slices of the input (basic indexing, which every array library has,
+    immutable ones too), then im2col as above. Here those defaults are called in place of
+    the adapter's methods for the duration of each of these contenders' steps
+    (``Mnn.__call__``).
 
 Peak memory of one step (after a warm-up step), beyond what existed before it, counted as
 ``benchmarks/lstm.py`` counts it (``harness.peak_bytes_of_call``): ``tracemalloc`` for
 NumPy arrays, the profiler's allocation events for PyTorch. The portable path's stacked
-slices are one more copy of the windows than the fast path's view.
+slices are one more copy of the windows than NumPy's view.
 
 Threads: ``--threads`` (default 1) limits NumPy's BLAS and PyTorch alike, and all
 contenders are timed round-robin in one process.
@@ -121,11 +125,14 @@ class TorchAutograd:
 
 
 class Mnn:
-    """``mnn.Conv2d`` forward and backward, through the adapter's fast ``windows`` or the
-    ``Backend`` base class's portable one."""
+    """``mnn.Conv2d`` forward and backward, through the adapter's ``windows`` and
+    ``correlate`` (``path="fast"``) or the ``Backend`` base class's (``"portable"``)."""
+
+    #: The adapter's methods that the portable path replaces by the base class's.
+    FAST_METHODS = ("windows", "correlate")
 
     def __init__(self, problem: Problem, dtype: str, backend: str = "numpy",
-                 windows: str = "fast"):
+                 path: str = "fast"):
         import mnn
 
         self.backend = mnn.backends.get(backend)
@@ -136,20 +143,20 @@ class Mnn:
         self.layer.to(xp=backend, device="cpu", dtype=dtype)
         self.inputs = where.from_host(problem.inputs)
         self.output_gradient = where.from_host(problem.output_gradient)
-        # The base class's method bound to this adapter: set as the adapter's attribute,
-        # it hides the adapter's own ``windows`` until deleted
-        self.portable_windows = (types.MethodType(mnn.backends.Backend.windows, self.backend)
-                                 if windows == "portable" else None)
+        # The base class's methods bound to this adapter: set as the adapter's attributes,
+        # they hide the adapter's own until deleted
+        self.portable = ({name: types.MethodType(getattr(mnn.backends.Backend, name), self.backend)
+                          for name in self.FAST_METHODS} if path == "portable" else {})
         self.output = self.input_gradient = None
 
     def __call__(self):
-        if self.portable_windows is None:
-            return self.forward_and_backward()
-        self.backend.windows = self.portable_windows
+        for name, method in self.portable.items():
+            setattr(self.backend, name, method)
         try:
             return self.forward_and_backward()
         finally:
-            del self.backend.windows  # the other contenders get the adapter's own again
+            for name in self.portable:
+                delattr(self.backend, name)  # the other contenders get the adapter's own again
 
     def forward_and_backward(self):
         self.layer.zero_grads()
@@ -165,10 +172,10 @@ class Mnn:
 #: The contenders: how each is built, and the library it needs (whose allocator holds its arrays).
 CONTENDERS = {
     "torch autograd": StepRecipe(TorchAutograd, "torch"),
-    "mnn-torch fast": StepRecipe(Mnn, "torch", {"backend": "torch", "windows": "fast"}),
-    "mnn-torch portable": StepRecipe(Mnn, "torch", {"backend": "torch", "windows": "portable"}),
-    "mnn-numpy fast": StepRecipe(Mnn, "numpy", {"backend": "numpy", "windows": "fast"}),
-    "mnn-numpy portable": StepRecipe(Mnn, "numpy", {"backend": "numpy", "windows": "portable"}),
+    "mnn-torch fast": StepRecipe(Mnn, "torch", {"backend": "torch", "path": "fast"}),
+    "mnn-torch portable": StepRecipe(Mnn, "torch", {"backend": "torch", "path": "portable"}),
+    "mnn-numpy fast": StepRecipe(Mnn, "numpy", {"backend": "numpy", "path": "fast"}),
+    "mnn-numpy portable": StepRecipe(Mnn, "numpy", {"backend": "numpy", "path": "portable"}),
 }
 
 

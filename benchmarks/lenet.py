@@ -18,7 +18,7 @@ The contenders:
 * ``mnn-torch`` / ``mnn-numpy``: mnn's network + ``CrossEntropyLossLayer`` +
   ``mnn.optim.SGD`` on PyTorch / NumPy arrays. ``mnn.Conv2d`` gathers the windows of the
   padded input as the columns of one matrix (im2col) and multiplies the kernel by it, one
-  matrix product (Eq. (12) of ``mnn.layers.conv2d``). The windows come from the adapter's
+  matrix product (Eq. (13) of ``mnn.layers.conv2d``). The windows come from the adapter's
   fast path, ``Backend.windows``: a strided view of the input, ``Tensor.unfold`` for
   mnn-torch and ``numpy.lib.stride_tricks.sliding_window_view`` for mnn-numpy; the reshape
   into columns is the one copy. Backward: the weight gradient is one more product with the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnn.base import BaseLayer, Example
-from mnn.layers.conv2d import place
+from mnn.layers.conv2d import place_taps
 from mnn.layers.max_pool2d import pool_arguments, pool_windows
 
 
@@ -48,8 +48,8 @@ class AvgPool2d(BaseLayer):
             \sum_{i, j}\; \sum_{h, w:\; (s h + i, s w + j) = (t, u)} g_{n c h w}  \qquad (3)
 
     computed tap by tap: :math:`g / (k_h k_w)` spread out by the stride and shifted by
-    the tap, as ``Conv2d``'s :math:`\hat g` of Eq. (7), and summed; the padded rows are
-    cut off as it is placed.
+    the tap (``conv2d.place_taps``), and summed; the padded rows are cut off as it is
+    placed.
     """
 
     def __init__(self, kernel_size: int | tuple[int, int],
@@ -74,6 +74,5 @@ class AvgPool2d(BaseLayer):
     def compute_backward(self, xp, gradients, shape):
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         share = gradients / (kh * kw)
-        terms = [place(xp, share, i - ph, j - pw, self.stride, shape[2], shape[3])
-                 for i in range(kh) for j in range(kw)]
-        return sum(terms[1:], terms[0])  # Eq. (3)
+        taps = [(i - ph, j - pw, share) for i in range(kh) for j in range(kw)]
+        return place_taps(xp, taps, self.stride, shape[2], shape[3])  # Eq. (3)

@@ -118,38 +118,53 @@ class Conv2d(BaseLayer):
     .. math::
         \frac{\partial \ell}{\partial W_{o c' i j}} = \sum_{n, h, w} g_{n o h w}\,
             \tilde x_{n,\, c(o, c'),\, s h + d i,\, s w + d j}
-            = \big(g\, X^{(ij)\top}\big)_{o c'}  \qquad (10)
+            \qquad (10)
 
-    the correlation of the padded input with the output gradient, one matrix product
-    per tap and group (the batch and pixels summed by the product), and
+    the correlation of the padded input with the output gradient, and
 
     .. math::
         \frac{\partial \ell}{\partial b_o} = \sum_{n, h, w} g_{n o h w}  \qquad (11)
 
-    Formulation
-    -----------
-    The array API standard has no convolution and no ``as_strided``, and arrays of
-    JAX and array-api-strict cannot be written in place. This layer gathers the
-    windows of (1) as the columns of one matrix (im2col): the entries that tap
-    :math:`(i, j)` multiplies form :math:`X^{(ij)}`, so stacking the taps of every
-    channel of a group gives a :math:`(C/G \cdot k_h k_w) \times (N H' W')` matrix
-    :math:`X`, and (3) becomes one matrix product per group, with the kernel
-    flattened to :math:`O/G \times (C/G \cdot k_h k_w)`:
+    (10) is (1) again with the roles swapped. Let the batch of :math:`\tilde x` become
+    channels: image :math:`c'` of :math:`\hat x` has the :math:`G N` channels
+    :math:`\hat x_{c', \gamma N + n} = \tilde x_{n,\, \gamma C/G + c'}`, one per group
+    and example; and let :math:`g` be the kernel, with output channel :math:`o`, input
+    channel :math:`n` and taps :math:`(h, w)`. Then (10) reads
 
     .. math::
-        y = b + W_{\text{flat}}\, X  \qquad (12)
+        \frac{\partial \ell}{\partial W_{o c' i j}} = \sum_{n, h, w} g_{n o h w}\,
+            \hat x_{c',\, \gamma(o) N + n,\, d i + s h,\, d j + s w}  \qquad (12)
 
-    The windows come from the backend adapter, ``Backend.windows``: its portable
-    default stacks the :math:`k_h k_w` strided slices, basic indexing that every
-    library supports on immutable arrays; NumPy and torch give them as a strided view
-    of the padded input (``sliding_window_view``, ``Tensor.unfold``), and only the
-    product's reshape copies. The tests check that both give the same layer. The
-    backward needs no scatter-add of overlapping windows: (8) is a convolution
-    again, gathered the same way, and (10) is one product per group,
-    :math:`g\, X^\top`, with the :math:`X` that the forward kept. The channels lead
-    in the layout the code works in, ``(C, N, H, W)``, so that the batch and pixels
-    of each window are the columns. Timings of both paths against torch are in
-    ``nox -s bench``'s results.
+    which is (1) for the output pixel :math:`(i, j)` of image :math:`c'`, with
+    :math:`G` groups, the stride :math:`d` and the dilation :math:`s` (swapped), and no
+    padding: the code runs the forward's own function on it, on :math:`\tilde x` cut
+    after the last row a window reaches, :math:`s(H' - 1) + d(k_h - 1) + 1`, so that
+    exactly :math:`k_h \times k_w` pixels come out.
+
+    Formulation
+    -----------
+    Forward, input gradient (8) and weight gradient (12) are one function, ``correlate``.
+    It asks the backend adapter first (``Backend.correlate``): PyTorch and JAX have a
+    convolution of their own, and give it. The array API standard has none, and no
+    ``as_strided``, and arrays of JAX and array-api-strict cannot be written in place; so
+    for every other library this layer gathers the windows of (1) as the rows of one
+    matrix (im2col). With the image channels-last, :math:`(N, H, W, C)`, a window's
+    entries :math:`(i, j, c')` of one group form a row, one row per output pixel
+    :math:`(n, h, w)`: an :math:`(N H' W') \times (k_h k_w C/G)` matrix :math:`X`. (3)
+    becomes one matrix product per group, with the kernel flattened the same way to
+    :math:`(k_h k_w C/G) \times O/G`:
+
+    .. math::
+        y^\top = X\, W_{\text{flat}}^\top + b  \qquad (13)
+
+    The windows come from the adapter, ``Backend.windows``: its portable default stacks
+    strided slices, basic indexing that every library supports on immutable arrays;
+    NumPy gives them as a view (``sliding_window_view``), and only the reshape into
+    :math:`X` copies, runs of :math:`k_w C` numbers side by side, since the channels
+    come last. The backward needs no scatter-add of overlapping windows: (8) and (12)
+    are correlations, gathered the same way. The tests check that the adapters' paths
+    and the portable one give the same layer, and ``nox -s bench`` times them against
+    torch.
 
     Initialisation: He-uniform weights (fan-in :math:`C/G \cdot k_h k_w`, for layers
     followed by ReLU; see ``mnn.initializers``), zero bias.
@@ -194,50 +209,76 @@ class Conv2d(BaseLayer):
         return layer, rng.standard_normal((2, 2, 5, 6)), None
 
     def compute_forward(self, xp, inputs, feedbacks):
-        out = output_size(self, inputs.shape, self.kernel_size, self.stride, self.padding,
-                          self.dilation)
+        output_size(self, inputs.shape, self.kernel_size, self.stride, self.padding,
+                    self.dilation)  # Eq. (2): the kernel must fit
         (ph, pw) = self.padding
-        # The layout (C, N, H, W): channels lead, so that batch and pixels are one axis of
-        # columns in the product of Eq. (12)
-        padded = xp.permute_dims(pad2d(xp, inputs, ph, ph, pw, pw), (1, 0, 2, 3))
-        columns = self._columns(xp, padded, self.stride, self.groups)
-        self.save_for_backward(columns, padded.shape)
-        outputs = product(xp, self.params["w"], columns, out, self.groups)  # Eq. (12)
+        padded = pad2d(xp, inputs, ph, ph, pw, pw)
+        self.save_for_backward(padded)
+        outputs = correlate(self.placement.backend, xp, padded, self.params["w"], self.stride,
+                            self.dilation, self.groups)  # Eq. (1)
         if self.bias:
-            outputs = outputs + xp.reshape(self.params["b"], (-1, 1, 1, 1))
-        return xp.permute_dims(outputs, (1, 0, 2, 3))
+            outputs = outputs + xp.reshape(self.params["b"], (1, -1, 1, 1))
+        return outputs
 
-    def compute_backward(self, xp, gradients, columns, padded_shape):
-        g = xp.permute_dims(gradients, (1, 0, 2, 3))  # (O, N, H', W'), as the forward's output
+    def compute_backward(self, xp, gradients, padded):
+        g, backend, groups = gradients, self.placement.backend, self.groups
         if self.bias:
-            self.add_grad("b", xp.sum(g, axis=(1, 2, 3)))  # Eq. (11)
-        (kh, kw), groups = self.kernel_size, self.groups
-        flat_g = xp.reshape(g, (groups, self.out_channels // groups, columns.shape[-1]))
-        w_grad = flat_g @ xp.matrix_transpose(columns)  # Eq. (10): (G, O/G, C/G kh kw)
-        self.add_grad("w", xp.reshape(w_grad, self.params["w"].shape))
+            self.add_grad("b", xp.sum(g, axis=(0, 2, 3)))  # Eq. (11)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        n, channels, out_h, out_w = padded.shape[0], padded.shape[1], g.shape[2], g.shape[3]
+        # Eq. (12): x-tilde up to the last row a window reaches, its batch and groups as the
+        # channels of C/G images; g as the kernel, its batch as input channels
+        reach = padded[..., :sh * (out_h - 1) + dh * (kh - 1) + 1,
+                       :sw * (out_w - 1) + dw * (kw - 1) + 1]
+        images = xp.reshape(reach, (n, groups, channels // groups, *reach.shape[2:]))
+        images = xp.reshape(xp.permute_dims(images, (2, 1, 0, 3, 4)),
+                            (channels // groups, groups * n, *reach.shape[2:]))
+        w_grad = correlate(backend, xp, images, xp.permute_dims(g, (1, 0, 2, 3)),
+                           self.dilation, self.stride, groups)  # Eq. (12): (C/G, O, kh, kw)
+        self.add_grad("w", xp.permute_dims(w_grad, (1, 0, 2, 3)))
         if not self.input_grad:
             return None
-        (ph, pw), (dh, dw) = self.padding, self.dilation
-        height, width = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
-        spread = upsample(xp, g, self.stride)  # the g-hat of Eq. (7)
-        # Eq. (8) and (9): shift by d(k - 1), drop the p padded rows on each side, and fill
-        # up to the H + d(k - 1) rows that give H rows of gradient (negative: cut off)
-        top, left = dh * (kh - 1) - ph, dw * (kw - 1) - pw
-        v = pad2d(xp, spread, top, height + dh * (kh - 1) - top - spread.shape[2],
-                  left, width + dw * (kw - 1) - left - spread.shape[3])
-        grad = product(xp, transposed_kernel(xp, self.params["w"], groups),
-                       self._columns(xp, v, (1, 1), groups), (height, width),
-                       groups)  # Eq. (8)
-        return xp.permute_dims(grad, (1, 0, 2, 3))
+        (ph, pw) = self.padding
+        height, width = padded.shape[2] - 2 * ph, padded.shape[3] - 2 * pw
+        # Eq. (7) to (9): g-hat, shifted by d(k - 1), the p padded rows on each side
+        # dropped, in the H + d(k - 1) rows that give H rows of gradient
+        v = place_taps(xp, [(dh * (kh - 1) - ph, dw * (kw - 1) - pw, g)], self.stride,
+                       height + dh * (kh - 1), width + dw * (kw - 1))
+        return correlate(backend, xp, v, transposed_kernel(xp, self.params["w"], groups),
+                         (1, 1), self.dilation, groups)  # Eq. (8)
 
-    def _columns(self, xp, padded, stride, groups: int):
-        """The matrix X of Eq. (12) for each group, ``(G, C/G kh kw, N H' W')``, from
-        ``padded`` in the layout (C, N, H, W): the adapter's windows, taps before pixels."""
-        windows = self.placement.backend.windows(padded, self.kernel_size, stride,
-                                                 self.dilation)  # (C, N, kh, kw, H', W')
-        channels, n, kh, kw, out_h, out_w = windows.shape
-        windows = xp.permute_dims(windows, (0, 2, 3, 1, 4, 5))
-        return xp.reshape(windows, (groups, channels // groups * kh * kw, n * out_h * out_w))
+
+def correlate(backend, xp, x, w, stride, dilation, groups: int):
+    """Eq. (1) without padding and bias: ``x`` (N, C, H, W) correlated with the kernel ``w``
+    (O, C/G, kh, kw), in (N, O, H', W'). The adapter's own convolution where its library
+    has one (``Backend.correlate``); else the product of Eq. (13) with the matrix that
+    ``im2col`` gathers."""
+    fast = backend.correlate(x, w, stride, dilation, groups)
+    if fast is not None:
+        return fast
+    out_channels, group_in, kh, kw = w.shape
+    matrix, (n, out_h, out_w) = im2col(backend, xp, x, (kh, kw), stride, dilation, groups)
+    kernel = xp.reshape(w, (groups, out_channels // groups, group_in, kh, kw))
+    kernel = xp.reshape(xp.permute_dims(kernel, (0, 3, 4, 2, 1)),
+                        (groups, kh * kw * group_in, out_channels // groups))
+    y = matrix @ kernel  # Eq. (13): (G, N H' W', O/G)
+    y = xp.reshape(y, (groups, n, out_h, out_w, out_channels // groups))
+    return xp.reshape(xp.permute_dims(y, (1, 0, 4, 2, 3)), (n, out_channels, out_h, out_w))
+
+
+def im2col(backend, xp, x, kernel, stride, dilation, groups: int):
+    """The matrix X of Eq. (13) for each group, ``(G, N H' W', kh kw C/G)``, of ``x`` in
+    (N, C, H, W): the adapter's windows of the channels-last image, a row per output
+    pixel; and (N, H', W')."""
+    n, channels = x.shape[0], x.shape[1]
+    windows = backend.windows(xp.permute_dims(x, (0, 2, 3, 1)), kernel,
+                              stride, dilation)  # (N, H', W', kh, kw, C)
+    out_h, out_w = windows.shape[1], windows.shape[2]
+    windows = xp.reshape(windows, (n * out_h * out_w, kernel[0] * kernel[1], groups,
+                                   channels // groups))
+    matrix = xp.reshape(xp.permute_dims(windows, (2, 0, 1, 3)),
+                        (groups, n * out_h * out_w, kernel[0] * kernel[1] * channels // groups))
+    return matrix, (n, out_h, out_w)
 
 
 # --- what the pooling layers share with the convolution ------------------------------------
@@ -302,37 +343,39 @@ def tap(padded, i: int, j: int, out: tuple[int, int], stride, dilation):
                   dw * j:dw * j + sw * (out[1] - 1) + 1:sw]
 
 
-def upsample(xp, x, stride):
-    """``x`` with ``s - 1`` zeros between neighbours along its last two axes (the g-hat
-    of Eq. (7)): each entry stacked with zeros on a new axis, which a reshape interleaves."""
-    for axis, s in ((-2, stride[0]), (-1, stride[1])):
-        if s == 1:
-            continue
-        zero = xp.zeros_like(x)
-        interleaved = xp.stack([x] + [zero] * (s - 1), axis=axis)  # a new axis after `axis`
-        shape = list(x.shape)
-        shape[axis] *= s
-        x = xp.reshape(interleaved, tuple(shape))
-        x = x[..., :shape[-2] - s + 1, :] if axis == -2 else x[..., :shape[-1] - s + 1]
-    return x
+def place_taps(xp, taps, stride, height: int, width: int):
+    r"""The sum of ``taps``, each ``(top, left, values)`` with one value per output pixel
+    ``(h, w)``, put at rows ``s h + top`` and columns ``s w + left`` of an
+    ``height x width`` array of zeros; what falls outside is cut off (offsets may be
+    negative). ``Conv2d``'s :math:`\hat g` of Eq. (7), shifted, and the pooling layers'
+    backward.
 
-
-def place(xp, values, top: int, left: int, stride, height: int, width: int):
-    """The pooling layers' backward: ``values`` (one per output pixel) put at rows
-    ``s h + top`` and columns ``s w + left`` of an ``height x width`` array of zeros, as
-    ``upsample`` and ``pad2d`` do it (the offsets may be negative, and what falls outside
-    is cut off)."""
-    spread = upsample(xp, values, stride)
-    return pad2d(xp, spread, top, height - top - spread.shape[-2],
-                 left, width - left - spread.shape[-1])
-
-
-def product(xp, w, columns, out: tuple[int, int], groups: int):
-    """Eq. (12) without the bias: the kernel ``w`` in torch's layout (O, C/G, kh, kw) times
-    the ``columns`` of ``Conv2d._columns``; the output in the layout (O, N, H', W')."""
-    out_channels = w.shape[0]
-    outputs = xp.reshape(w, (groups, out_channels // groups, columns.shape[1])) @ columns
-    return xp.reshape(outputs, (out_channels, columns.shape[2] // (out[0] * out[1]), *out))
+    A tap's rows are the multiples of :math:`s` from ``top``: write ``top`` as
+    :math:`a s + r` with :math:`0 \le r < s`. Taps of one block :math:`a` (and the same for
+    the columns) differ only in :math:`r`, and fill disjoint rows: they are stacked on a
+    new axis after the rows, and a reshape interleaves them (a remainder without a tap
+    is zeros). Each block is then padded into place, and the blocks are summed: one
+    block for pooling windows side by side (stride = kernel), one per tap at stride 1.
+    """
+    (sh, sw) = stride
+    blocks: dict = {}
+    for top, left, values in taps:
+        blocks.setdefault((top // sh, left // sw), {})[(top % sh, left % sw)] = values
+    total = None
+    for (a, b), members in blocks.items():
+        if sh == sw == 1:
+            block = members[(0, 0)]
+        else:
+            zero = xp.zeros_like(next(iter(members.values()))) if len(members) < sh * sw else None
+            grid = xp.stack([xp.stack([members.get((r, q), zero) for q in range(sw)], axis=-1)
+                             for r in range(sh)], axis=-3)  # (..., H', s_h, W', s_w)
+            *lead, out_h, _, out_w, _ = grid.shape
+            block = xp.reshape(grid, (*lead, out_h * sh, out_w * sw))
+        top, left = a * sh, b * sw
+        placed = pad2d(xp, block, top, height - top - block.shape[-2],
+                       left, width - left - block.shape[-1])
+        total = placed if total is None else total + placed
+    return total
 
 
 def transposed_kernel(xp, w, groups: int):

@@ -9,7 +9,7 @@ import numpy as np
 
 from mnn.base import BaseLayer, Example
 from mnn.errors import ArgumentError
-from mnn.layers.conv2d import output_size, pad2d, pair, place, tap
+from mnn.layers.conv2d import output_size, pad2d, pair, place_taps, tap
 
 
 class MaxPool2d(BaseLayer):
@@ -61,9 +61,10 @@ class MaxPool2d(BaseLayer):
 
     The code goes through the taps in row-major order: a tap's mask marks the pixels
     whose argmax it is (equal to the maximum, and no earlier tap taken), and the masked
-    gradient is put at the tap's positions as ``Conv2d``'s :math:`\hat g` of Eq. (7),
-    spread out by the stride and shifted by the tap. The sum over taps is (3), without
-    a scatter; the padded rows are cut off as it is placed.
+    gradient belongs at the tap's positions, spread out by the stride and shifted by the
+    tap (``conv2d.place_taps``, which interleaves the taps of windows side by side into
+    one array). The sum over taps is (3), without a scatter; the padded rows are cut off
+    as it is placed.
     """
 
     def __init__(self, kernel_size: int | tuple[int, int],
@@ -94,17 +95,15 @@ class MaxPool2d(BaseLayer):
         out = tuple(outputs.shape[2:])
         zeros = xp.zeros_like(gradients)
         taken = xp.zeros(outputs.shape, dtype=xp.bool, device=array_api_compat.device(outputs))
-        grad = None
+        taps = []
         for i in range(kh):
             for j in range(kw):
                 window = tap(padded, i, j, out, self.stride, (1, 1))
                 # the tie rule: the first tap in row-major order that holds the maximum
                 hit = ((window == outputs) | xp.isnan(window)) & ~taken
                 taken = taken | hit
-                term = place(xp, xp.where(hit, gradients, zeros), i - ph, j - pw, self.stride,
-                             height, width)  # Eq. (3), one tap
-                grad = term if grad is None else grad + term
-        return grad
+                taps.append((i - ph, j - pw, xp.where(hit, gradients, zeros)))
+        return place_taps(xp, taps, self.stride, height, width)  # Eq. (3)
 
 
 def pool_arguments(owner: str, kernel_size, stride, padding):

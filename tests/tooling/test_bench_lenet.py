@@ -1,5 +1,5 @@
 """The LeNet and Conv2d benchmarks' contenders do the whole work: in float64 the LeNet
-trainers agree after two steps, and every Conv2d contender (mnn's fast and portable windows
+trainers agree after two steps, and every Conv2d contender (mnn's fast and portable paths
 alike) gives torch's output and gradients. A smoke run of each module writes its JSON, and
 run.py runs both in the full benchmark and tables their peak memory.
 
@@ -45,26 +45,35 @@ def test_conv_output_and_gradients_match_torch(name):
                                        err_msg=f"{name}, step {step}, {key}")
 
 
-def test_conv_portable_contenders_run_the_base_class_windows(monkeypatch):
-    """The portable contenders call ``Backend.windows`` (the fast ones never do), and leave
-    the adapter's own method in place after their step."""
+def test_conv_portable_contenders_run_the_base_class_methods(monkeypatch):
+    """The portable contenders call ``Backend.windows`` and ``Backend.correlate``, the fast
+    ones only those their adapter does not override (NumPy has no convolution, torch
+    needs no windows), and the adapter's own methods are in place after each step."""
     calls = []
-    portable_default = mnn.backends.Backend.windows
 
-    def counted(self, *args):
-        calls.append(self.name)
-        return portable_default(self, *args)
+    def counting(name):
+        default = getattr(mnn.backends.Backend, name)
 
-    monkeypatch.setattr(mnn.backends.Backend, "windows", counted)
+        def counted(self, *args):
+            calls.append((name, self.name))
+            return default(self, *args)
+        return counted
+
+    for name in conv.Mnn.FAST_METHODS:
+        monkeypatch.setattr(mnn.backends.Backend, name, counting(name))
     problem = conv.make_problem(batch=2)
     for library in ("numpy", "torch"):
         skip_if_missing(conv.CONTENDERS, f"mnn-{library} fast")
         backend = mnn.backends.get(library)
+        inherited = {(name, library) for name in conv.Mnn.FAST_METHODS
+                     if name not in vars(type(backend))}
+        assert inherited < {(name, library) for name in conv.Mnn.FAST_METHODS}  # one is fast
         conv.CONTENDERS[f"mnn-{library} fast"].build(problem, "float32")()
-        assert calls == [], f"mnn-{library} fast"
+        assert set(calls) <= inherited, f"mnn-{library} fast"
+        calls.clear()
         conv.CONTENDERS[f"mnn-{library} portable"].build(problem, "float32")()
-        assert calls and set(calls) == {library}, f"mnn-{library} portable"
-        assert "windows" not in vars(backend)  # the adapter's method is back
+        assert set(calls) == {(name, library) for name in conv.Mnn.FAST_METHODS}, library
+        assert not set(conv.Mnn.FAST_METHODS) & set(vars(backend))  # the adapter's are back
         calls.clear()
 
 
