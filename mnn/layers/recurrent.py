@@ -193,8 +193,9 @@ class RecurrentLayer(BaseLayer):
                 u = u + b_ih
             state = tuple(part[layer, :, :] for part in start)
             outputs, steps, previous = [], [], []
+            w_hh_t = w_hh.T
             for t in range(length):
-                v = state[0] @ w_hh.T  # Eq. (2)
+                v = state[0] @ w_hh_t  # Eq. (2)
                 if b_hh is not None:
                     v = v + b_hh
                 previous.append(state[0])
@@ -387,6 +388,10 @@ class LSTM(RecurrentLayer):
 
     :math:`a_t` is a sum, so :math:`\delta u_t = \delta v_t = [\delta a^i, \delta a^f,
     \delta a^g, \delta a^o]`; :math:`h_{t-1}` has no direct path (only :math:`v_t`).
+
+    The code takes :math:`\sigma` of all of :math:`a_t` in one operation, and
+    :math:`\sigma'` of all four blocks in one more (the g block's of each goes unused):
+    at a small batch, each operation costs more in overhead than in arithmetic.
     """
 
     gates = 4
@@ -394,21 +399,25 @@ class LSTM(RecurrentLayer):
 
     def cell_forward(self, xp, u, v, state):
         _, c_previous = state
-        a_i, a_f, a_g, a_o = _gates(u + v, 4, self.hidden_size)
-        i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), xp.tanh(a_g), _sigmoid(a_o)  # Eq. (11)
+        a = u + v
+        s = _sigmoid(a)  # Eq. (11): sigma of every block; the g block's goes unused
+        i, f, _, o = _gates(s, 4, self.hidden_size)
+        g = xp.tanh(_gates(a, 4, self.hidden_size)[2])  # Eq. (11)
         c = f * c_previous + i * g  # Eq. (12)
         tanh_c = xp.tanh(c)
-        return (o * tanh_c, c), (i, f, g, o, c_previous, tanh_c)
+        return (o * tanh_c, c), (s, g, c_previous, tanh_c)
 
     def cell_backward(self, xp, saved, grad_state):
-        i, f, g, o, c_previous, tanh_c = saved
+        s, g, c_previous, tanh_c = saved
+        i, f, _, o = _gates(s, 4, self.hidden_size)
         grad_h, grad_c = grad_state
         grad_o = grad_h * tanh_c  # Eq. (13)
         grad_c = _add(grad_c, grad_h * o * (1.0 - tanh_c * tanh_c))
-        grad_a = xp.concat([grad_c * g * i * (1.0 - i),  # Eqs. (14), (15)
-                            grad_c * c_previous * f * (1.0 - f),
+        d_i, d_f, _, d_o = _gates(s * (1.0 - s), 4, self.hidden_size)  # sigma' of every block
+        grad_a = xp.concat([grad_c * g * d_i,  # Eqs. (14), (15)
+                            grad_c * c_previous * d_f,
                             grad_c * i * (1.0 - g * g),
-                            grad_o * o * (1.0 - o)], axis=-1)
+                            grad_o * d_o], axis=-1)
         return grad_a, grad_a, (None, grad_c * f)  # Eq. (14): the direct path of c
 
     @classmethod
