@@ -73,6 +73,9 @@ class TorchBackend(Backend):
         return self.library().nn.functional.conv2d(x, w, stride=stride, dilation=dilation,
                                                    groups=groups)
 
+    def transpose_matmul(self, left, right):
+        return left.T @ right  # BLAS reads left transposed; tensordot would copy it first
+
     def scatter_add(self, target, indices, values):
         return target.index_add(0, indices, values)
 

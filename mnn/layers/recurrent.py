@@ -172,6 +172,13 @@ class RecurrentLayer(BaseLayer):
         ``grad_state_direct`` is None where no path goes straight through the cell."""
         raise NotImplementedError(f"{self.name} does not define cell_backward")
 
+    def before_backward(self, xp: Namespace, steps: list) -> list:
+        """What ``cell_backward`` gets for each step, from what ``cell_forward`` saved. Here
+        the same; a cell may compute the factors of its Eq. (5) that do not depend on the
+        incoming gradient here, for every step at once (one operation over the stacked
+        steps in place of one per step)."""
+        return steps
+
     # --- the time loop, shared ---------------------------------------------------------
 
     def run_forward(self, xp: Namespace, inputs: Array,
@@ -222,6 +229,7 @@ class RecurrentLayer(BaseLayer):
             w_ih, w_hh, _, _ = self._weights(layer)
             grad_state = tuple(None if grad is None else grad[layer, :, :]
                                for grad in final_grads)  # Eq. (4)
+            steps = self.before_backward(xp, steps)
             grad_u, grad_v = [None] * len(steps), [None] * len(steps)
             for t in reversed(range(len(steps))):
                 grad_h = _add(grad_state[0], gradients[:, t, :])  # Eqs. (4), (6): + G_t
@@ -229,18 +237,23 @@ class RecurrentLayer(BaseLayer):
                     xp, steps[t], (grad_h, *grad_state[1:]))  # Eq. (5)
                 grad_state = (_add(direct[0], grad_v[t] @ w_hh), *direct[1:])  # Eq. (6)
             firsts.append(grad_state)
-            grad_u, grad_v = xp.stack(grad_u, axis=1), xp.stack(grad_v, axis=1)
-            flat_u = xp.reshape(grad_u, (-1, grad_u.shape[-1]))
-            flat_v = xp.reshape(grad_v, (-1, grad_v.shape[-1]))
-            h_previous = xp.reshape(xp.stack(previous, axis=1), (-1, self.hidden_size))
+            # Time first, (T, B, .): each step's rows lie together. Where the cell's two
+            # gradients are one array (a_t = u_t + v_t: RNN, LSTM), it is stacked once
+            stacked_u = xp.stack(grad_u)
+            stacked_v = (stacked_u if all(gu is gv for gu, gv in zip(grad_u, grad_v, strict=True))
+                         else xp.stack(grad_v))
+            flat_u = xp.reshape(stacked_u, (-1, stacked_u.shape[-1]))
+            flat_v = xp.reshape(stacked_v, (-1, stacked_v.shape[-1]))
+            h_previous = xp.reshape(xp.stack(previous), (-1, self.hidden_size))
+            x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, x.shape[-1]))
             self.add_grad(f"weight_hh_l{layer}", backend.transpose_matmul(flat_v, h_previous))
-            self.add_grad(f"weight_ih_l{layer}", backend.transpose_matmul(
-                flat_u, xp.reshape(x, (-1, x.shape[-1]))))  # Eqs. (7), (8)
+            self.add_grad(f"weight_ih_l{layer}",
+                          backend.transpose_matmul(flat_u, x_rows))  # Eqs. (7), (8)
             if self.bias:
                 self.add_grad(f"bias_hh_l{layer}", xp.sum(flat_v, axis=0))
                 self.add_grad(f"bias_ih_l{layer}", xp.sum(flat_u, axis=0))
-            if layer > 0 or self.input_grad:
-                gradients = grad_u @ w_ih  # Eq. (8): the G of the layer below
+            if layer > 0 or self.input_grad:  # Eq. (8): the G of the layer below, (B, T, I)
+                gradients = xp.permute_dims(stacked_u @ w_ih, (1, 0, 2))
         grads = tuple(xp.stack([state[i] for state in reversed(firsts)], axis=0)
                       for i in range(len(self.state_names)))
         self.initial_state_grads = grads if len(grads) > 1 else grads[0]
@@ -283,8 +296,8 @@ def _add(total, term):
 
 
 def _gates(v, count: int, hidden: int):
-    """The ``count`` gate blocks of a ``(B, count * hidden)`` array, in torch's order."""
-    return [v[:, k * hidden:(k + 1) * hidden] for k in range(count)]
+    """The ``count`` gate blocks of a ``(..., count * hidden)`` array, in torch's order."""
+    return [v[..., k * hidden:(k + 1) * hidden] for k in range(count)]
 
 
 def _sigmoid(x):
@@ -389,9 +402,13 @@ class LSTM(RecurrentLayer):
     :math:`a_t` is a sum, so :math:`\delta u_t = \delta v_t = [\delta a^i, \delta a^f,
     \delta a^g, \delta a^o]`; :math:`h_{t-1}` has no direct path (only :math:`v_t`).
 
-    The code takes :math:`\sigma` of all of :math:`a_t` in one operation, and
-    :math:`\sigma'` of all four blocks in one more (the g block's of each goes unused):
-    at a small batch, each operation costs more in overhead than in arithmetic.
+    The code takes :math:`\sigma` of all of :math:`a_t` in one operation (the g block's
+    goes unused). Of (13) to (15), only the products with :math:`\delta h_t` and
+    :math:`\hat\delta c_t` wait for the step before; the rest, :math:`o (1 - \tau^2)`
+    and the factors :math:`[g\, i(1-i),\ c_{t-1} f(1-f),\ i(1-g^2),\ o(1-o)]` that
+    multiply :math:`[\hat\delta c_t, \hat\delta c_t, \hat\delta c_t, \delta o]`, is
+    computed for all steps at once before the loop (``before_backward``): at a small
+    batch, each operation costs more in overhead than in arithmetic.
     """
 
     gates = 4
@@ -407,17 +424,22 @@ class LSTM(RecurrentLayer):
         tanh_c = xp.tanh(c)
         return (o * tanh_c, c), (s, g, c_previous, tanh_c)
 
-    def cell_backward(self, xp, saved, grad_state):
-        s, g, c_previous, tanh_c = saved
+    def before_backward(self, xp, steps):
+        s, g, c_previous, tanh_c = (xp.stack(parts) for parts in zip(*steps))  # (T, B, .)
         i, f, _, o = _gates(s, 4, self.hidden_size)
+        d_i, d_f, _, d_o = _gates(s * (1.0 - s), 4, self.hidden_size)  # sigma' of every block
+        # Eqs. (14), (15): delta a = [delta c-hat, delta c-hat, delta c-hat, delta o] * factors
+        factors = xp.concat([g * d_i, c_previous * d_f, i * (1.0 - g * g), d_o], axis=-1)
+        through_c = o * (1.0 - tanh_c * tanh_c)  # Eq. (13)
+        return [(factors[t, ...], through_c[t, ...], tanh_c[t, ...], f[t, ...])
+                for t in range(len(steps))]
+
+    def cell_backward(self, xp, saved, grad_state):
+        factors, through_c, tanh_c, f = saved
         grad_h, grad_c = grad_state
         grad_o = grad_h * tanh_c  # Eq. (13)
-        grad_c = _add(grad_c, grad_h * o * (1.0 - tanh_c * tanh_c))
-        d_i, d_f, _, d_o = _gates(s * (1.0 - s), 4, self.hidden_size)  # sigma' of every block
-        grad_a = xp.concat([grad_c * g * d_i,  # Eqs. (14), (15)
-                            grad_c * c_previous * d_f,
-                            grad_c * i * (1.0 - g * g),
-                            grad_o * d_o], axis=-1)
+        grad_c = _add(grad_c, grad_h * through_c)
+        grad_a = xp.concat([grad_c, grad_c, grad_c, grad_o], axis=-1) * factors  # (14), (15)
         return grad_a, grad_a, (None, grad_c * f)  # Eq. (14): the direct path of c
 
     @classmethod
