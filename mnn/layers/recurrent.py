@@ -54,7 +54,9 @@ class RecurrentLayer(BaseLayer):
         s_t = \mathrm{cell}(u_t, v_t, s_{t-1}), \qquad y_t = h_t  \qquad (3)
 
     (1) does not depend on the state: all :math:`T` steps are one matrix product
-    before the loop. Only (2) and (3) run step by step. The output is
+    before the loop. Only (2) and (3) run step by step. Where the cell uses only the
+    sum :math:`a_t = u_t + v_t` (the RNN and the LSTM: ``sums_u_and_v``), :math:`b_{hh}`
+    is added once to (1) rather than to (2) at every step. The output is
     :math:`(y_1, \dots, y_T)` of the last layer; the final state :math:`s_T` of
     every layer is readable after the forward as ``layer.final_state`` (torch's
     ``h_n``, or ``(h_n, c_n)`` for the LSTM), so the output is torch's first element.
@@ -122,6 +124,8 @@ class RecurrentLayer(BaseLayer):
     #: The number of gates k stacked in W_ih and W_hh, and the names of the state's parts.
     gates = 1
     state_names: tuple[str, ...] = ("h0",)
+    #: Whether the cell uses u_t and v_t only through their sum (then delta u = delta v).
+    sums_u_and_v = False
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = True, *, rng: Seed = None) -> None:
@@ -197,14 +201,15 @@ class RecurrentLayer(BaseLayer):
             w_ih, w_hh, b_ih, b_hh = self._weights(layer)
             u = x @ w_ih.T  # Eq. (1), every step at once
             if b_ih is not None:
-                u = u + b_ih
+                u = u + (b_ih + b_hh if self.sums_u_and_v else b_ih)
+            step_bias = None if self.sums_u_and_v else b_hh
             state = tuple(part[layer, :, :] for part in start)
             outputs, steps, previous = [], [], []
             w_hh_t = w_hh.T
             for t in range(length):
                 v = state[0] @ w_hh_t  # Eq. (2)
-                if b_hh is not None:
-                    v = v + b_hh
+                if step_bias is not None:
+                    v = v + step_bias
                 previous.append(state[0])
                 state, kept = self.cell_forward(xp, u[:, t, :], v, state)  # Eq. (3)
                 outputs.append(state[0])
@@ -237,11 +242,9 @@ class RecurrentLayer(BaseLayer):
                     xp, steps[t], (grad_h, *grad_state[1:]))  # Eq. (5)
                 grad_state = (_add(direct[0], grad_v[t] @ w_hh), *direct[1:])  # Eq. (6)
             firsts.append(grad_state)
-            # Time first, (T, B, .): each step's rows lie together. Where the cell's two
-            # gradients are one array (a_t = u_t + v_t: RNN, LSTM), it is stacked once
+            # Time first, (T, B, .): each step's rows lie together
             stacked_u = xp.stack(grad_u)
-            stacked_v = (stacked_u if all(gu is gv for gu, gv in zip(grad_u, grad_v, strict=True))
-                         else xp.stack(grad_v))
+            stacked_v = stacked_u if self.sums_u_and_v else xp.stack(grad_v)
             flat_u = xp.reshape(stacked_u, (-1, stacked_u.shape[-1]))
             flat_v = xp.reshape(stacked_v, (-1, stacked_v.shape[-1]))
             h_previous = xp.reshape(xp.stack(previous), (-1, self.hidden_size))
@@ -328,15 +331,23 @@ class RNN(RecurrentLayer):
         \delta u_t = \delta v_t = \delta h_t \odot (1 - h_t^2)  \qquad (10)
 
     and nothing goes straight to :math:`h_{t-1}`: it reaches :math:`h_t` only
-    through :math:`v_t`, i.e. Eq. (6)'s :math:`\delta v_t W_{hh}`.
+    through :math:`v_t`, i.e. Eq. (6)'s :math:`\delta v_t W_{hh}`. The factor
+    :math:`1 - h_t^2` does not wait for the step before: it is computed for all steps
+    at once before the loop (``before_backward``).
     """
+
+    sums_u_and_v = True
 
     def cell_forward(self, xp, u, v, state):
         h = xp.tanh(u + v)  # Eq. (9)
         return (h,), h
 
-    def cell_backward(self, xp, h, grad_state):
-        grad_a = grad_state[0] * (1.0 - h * h)  # Eq. (10)
+    def before_backward(self, xp, steps):
+        derivative = 1.0 - xp.stack(steps) ** 2  # Eq. (10): 1 - h_t^2 of every step at once
+        return [derivative[t, ...] for t in range(len(steps))]
+
+    def cell_backward(self, xp, derivative, grad_state):
+        grad_a = grad_state[0] * derivative  # Eq. (10)
         return grad_a, grad_a, (None,)
 
     @classmethod
@@ -405,14 +416,15 @@ class LSTM(RecurrentLayer):
     The code takes :math:`\sigma` of all of :math:`a_t` in one operation (the g block's
     goes unused). Of (13) to (15), only the products with :math:`\delta h_t` and
     :math:`\hat\delta c_t` wait for the step before; the rest, :math:`o (1 - \tau^2)`
-    and the factors :math:`[g\, i(1-i),\ c_{t-1} f(1-f),\ i(1-g^2),\ o(1-o)]` that
-    multiply :math:`[\hat\delta c_t, \hat\delta c_t, \hat\delta c_t, \delta o]`, is
+    and the factors :math:`[g\, i(1-i),\ c_{t-1} f(1-f),\ i(1-g^2),\ \tau\, o(1-o)]`
+    that multiply :math:`[\hat\delta c_t, \hat\delta c_t, \hat\delta c_t, \delta h_t]`, is
     computed for all steps at once before the loop (``before_backward``): at a small
     batch, each operation costs more in overhead than in arithmetic.
     """
 
     gates = 4
     state_names = ("h0", "c0")
+    sums_u_and_v = True
 
     def cell_forward(self, xp, u, v, state):
         _, c_previous = state
@@ -428,18 +440,17 @@ class LSTM(RecurrentLayer):
         s, g, c_previous, tanh_c = (xp.stack(parts) for parts in zip(*steps))  # (T, B, .)
         i, f, _, o = _gates(s, 4, self.hidden_size)
         d_i, d_f, _, d_o = _gates(s * (1.0 - s), 4, self.hidden_size)  # sigma' of every block
-        # Eqs. (14), (15): delta a = [delta c-hat, delta c-hat, delta c-hat, delta o] * factors
-        factors = xp.concat([g * d_i, c_previous * d_f, i * (1.0 - g * g), d_o], axis=-1)
+        # Eqs. (13) to (15): delta a = [delta c-hat, delta c-hat, delta c-hat, delta h] * factors
+        factors = xp.concat([g * d_i, c_previous * d_f, i * (1.0 - g * g), tanh_c * d_o],
+                            axis=-1)
         through_c = o * (1.0 - tanh_c * tanh_c)  # Eq. (13)
-        return [(factors[t, ...], through_c[t, ...], tanh_c[t, ...], f[t, ...])
-                for t in range(len(steps))]
+        return [(factors[t, ...], through_c[t, ...], f[t, ...]) for t in range(len(steps))]
 
     def cell_backward(self, xp, saved, grad_state):
-        factors, through_c, tanh_c, f = saved
+        factors, through_c, f = saved
         grad_h, grad_c = grad_state
-        grad_o = grad_h * tanh_c  # Eq. (13)
-        grad_c = _add(grad_c, grad_h * through_c)
-        grad_a = xp.concat([grad_c, grad_c, grad_c, grad_o], axis=-1) * factors  # (14), (15)
+        grad_c = _add(grad_c, grad_h * through_c)  # Eq. (13)
+        grad_a = xp.concat([grad_c, grad_c, grad_c, grad_h], axis=-1) * factors  # (13)-(15)
         return grad_a, grad_a, (None, grad_c * f)  # Eq. (14): the direct path of c
 
     @classmethod
