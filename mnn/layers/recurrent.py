@@ -437,7 +437,8 @@ class LSTM(RecurrentLayer):
         return (o * tanh_c, c), (s, g, c_previous, tanh_c)
 
     def before_backward(self, xp, steps):
-        s, g, c_previous, tanh_c = (xp.stack(parts) for parts in zip(*steps))  # (T, B, .)
+        # each saved part stacked over the steps: (T, B, .)
+        s, g, c_previous, tanh_c = (xp.stack(parts) for parts in zip(*steps, strict=True))
         i, f, _, o = _gates(s, 4, self.hidden_size)
         d_i, d_f, _, d_o = _gates(s * (1.0 - s), 4, self.hidden_size)  # sigma' of every block
         # Eqs. (13) to (15): delta a = [delta c-hat, delta c-hat, delta c-hat, delta h] * factors
