@@ -172,19 +172,38 @@ class GPT(BaseLayer):
         where = Placement.of(ids)
         draws = where.backend.generator(int(rng), where.device) if isinstance(
             rng, (int, np.integer)) else rng  # one generator for every step's draws
+        # The window that the model reads has the same shape (B, context) at every step:
+        # the last tokens, left-aligned, with id 0 after them until the context fills up.
+        # Each position is blind to the ones after it (causal attention, a recurrence),
+        # so the logits at the last token are those of the window without the padding;
+        # and a library that compiles each new shape once (JAX) compiles one step.
+        batch, filled = ids.shape[0], min(ids.shape[1], self.context)
+        window = xp.concat([ids[:, ids.shape[1] - filled:],
+                            xp.zeros((batch, self.context - filled), dtype=ids.dtype,
+                                     device=where.device)], axis=1)
+        positions = xp.arange(self.context, device=where.device)
         modes = [(layer, layer.training) for _, layer in self.named_layers()]
         self.eval()
+        new_tokens = []
         try:
             for _ in range(n):
-                window = ids[:, max(ids.shape[1] - self.context, 0):]  # the last context
-                logits = self.forward(window)[:, -1, :]
+                last = xp.asarray([filled - 1], device=where.device)  # an array: no new shape
+                scores = self.forward(window)  # (B, context, V)
+                logits = xp.reshape(xp.take(scores, last, axis=1), (batch, scores.shape[-1]))
                 uniform = None if temperature == 0.0 else where.backend.random_uniform(
-                    (ids.shape[0],), draws, where.device, logits.dtype)
-                token = self._sample(xp, logits, uniform, temperature, top_k)
-                ids = xp.concat([ids, xp.astype(xp.reshape(token, (-1, 1)), ids.dtype)], axis=1)
+                    (batch,), draws, where.device, logits.dtype)
+                token = xp.astype(xp.reshape(self._sample(xp, logits, uniform, temperature,
+                                                          top_k), (-1, 1)), ids.dtype)
+                new_tokens.append(token)
+                if filled < self.context:  # the token takes the first free place
+                    window = xp.where(positions == filled, token, window)
+                    filled += 1
+                else:  # the window moves on by one token
+                    window = xp.concat([window[:, 1:], token], axis=1)
         finally:
             for layer, mode in modes:
                 layer.training = mode
+        ids = xp.concat([ids, *new_tokens], axis=1)
         return xp.reshape(ids, (-1,)) if one_sequence else ids
 
     def _generate_arguments(self, n, temperature, top_k, rng) -> tuple:
