@@ -216,9 +216,10 @@ def tests(session: nox.Session, cell_id: str) -> None:
         if verdicts != ["MNN_PROBE present"]:
             detail = verdicts[-1].removeprefix("MNN_PROBE absent:").strip() if verdicts else output
             _absent(session, f"no usable {cell.device} device for {cell.backend}: {detail}")
-    if cell.cuda:  # TF32 would make float32 matmuls agree to 1e-3 only
+    if cell.cuda:  # TF32 would make float32 matmuls agree to 1e-3 only; one process per GPU
         _run_suite(session, cell.targets,
-                   {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"})
+                   {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"},
+                   every_core=False)
     else:
         _run_suite(session, cell.targets, scope="per-target")
 
@@ -255,10 +256,11 @@ def versions(session: nox.Session, resolution: str) -> None:
 
 
 def _run_suite(session: nox.Session, targets: tuple[str, ...], env: dict | None = None,
-               scope: str = "") -> None:
+               scope: str = "", every_core: bool = True) -> None:
     """pytest on mnn's suite (or the tests given after ``--``) for the targets, on the
     installed mnn; of the whole suite, only the tests of ``scope`` (MNN_TEST_SCOPE in
-    tests/conftest.py), if given."""
+    tests/conftest.py), if given; spread over one process per core (pytest-xdist's
+    ``-n auto``) with ``every_core``, which a ``-n`` after ``--`` overrides."""
     # pytest runs from a scratch folder so that the installed package is what gets tested:
     # from the repository root, the source mnn/ (which lacks mnn/backends) would shadow it.
     args = [_from_root(arg) for arg in session.posargs]
@@ -267,6 +269,8 @@ def _run_suite(session: nox.Session, targets: tuple[str, ...], env: dict | None 
         args.insert(0, str(ROOT / "tests"))
         if scope:
             env["MNN_TEST_SCOPE"] = scope
+    if every_core and not any(arg.startswith(("-n", "--numprocesses")) for arg in args):
+        args += ["-n", "auto"]
     args += _junit_report(session)
     session.chdir(session.create_tmp())
     session.run("pytest", *args, env=env)
