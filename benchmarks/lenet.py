@@ -16,15 +16,16 @@ The contenders:
   ``torch.optim.SGD``. Its convolutions are PyTorch's own CPU kernels (oneDNN where the
   build has it);
 * ``mnn-torch`` / ``mnn-numpy``: mnn's network + ``CrossEntropyLossLayer`` +
-  ``mnn.optim.SGD`` on PyTorch / NumPy arrays. ``mnn.Conv2d`` gathers the windows of the
-  padded input as the columns of one matrix (im2col) and multiplies the kernel by it, one
-  matrix product (Eq. (13) of ``mnn.layers.conv2d``). The windows come from the adapter's
-  fast path, ``Backend.windows``: a strided view of the input, ``Tensor.unfold`` for
-  mnn-torch and ``numpy.lib.stride_tricks.sliding_window_view`` for mnn-numpy; the reshape
-  into columns is the one copy. Backward: the weight gradient is one more product with the
-  columns the forward kept, and the second convolution's input gradient is a transposed
-  convolution, gathered the same way (``benchmarks/conv.py`` times one layer alone, with
-  the fast and the portable windows).
+  ``mnn.optim.SGD`` on PyTorch / NumPy arrays. ``mnn.Conv2d`` computes its forward, its
+  weight gradient and its input gradient as three correlations (Eqs. (1), (12) and (8) of
+  ``mnn.layers.conv2d``), each by ``conv2d.correlate``: on PyTorch, the adapter's
+  ``Backend.correlate``, ``torch.nn.functional.conv2d`` (PyTorch's own kernels, as in the
+  reference's forward; the backward is mnn's two correlations, not autograd's); on NumPy,
+  which has no convolution, im2col: the windows of the channels-last image as the rows of
+  one matrix, a strided view (``Backend.windows``,
+  ``numpy.lib.stride_tricks.sliding_window_view``) that the reshape into the matrix copies,
+  times the kernel (Eq. (13)). ``benchmarks/conv.py`` times one layer alone, with the
+  adapters' paths and the portable one.
 
 The issue's bars, on medians of the same run: mnn-torch at most 1.5x torch.nn, mnn-numpy
 at most 2.0x.

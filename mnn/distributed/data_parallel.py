@@ -59,12 +59,15 @@ class DistributedDataParallel:
     ``with ddp.no_sync():`` it skips the average and gradients add up locally
     (gradient accumulation; the next ``backward`` outside averages the sum).
     ``bucket_cap_mb`` is the most gradient data packed into one collective, as in DDP.
+    With ``broadcast_buffers`` (DDP's default), every forward in training starts from
+    rank 0's buffers, BatchNorm's running statistics, so that every rank evaluates and
+    saves the same ones.
     Calling ``model.backward()`` directly leaves the gradients un-averaged: call
     ``ddp.all_reduce_gradients()`` afterwards.
     """
 
     def __init__(self, model: BaseLayer, *, bucket_cap_mb: float = DEFAULT_BUCKET_CAP_MB,
-                 broadcast: bool = True) -> None:
+                 broadcast: bool = True, broadcast_buffers: bool = True) -> None:
         if not isinstance(model, BaseLayer):
             raise TypeError(f"DistributedDataParallel: expected a model (a BaseLayer, e.g. "
                             f"SequentialLayers), got {describe(model)}")
@@ -76,14 +79,26 @@ class DistributedDataParallel:
         self._sync = True
         self._layout: tuple | None = None  # (placement, shape) of every parameter
         self._buckets: list = []
+        self.broadcast_buffers = broadcast_buffers
         if broadcast:
             broadcast_parameters(model, src=0, bucket_cap_mb=bucket_cap_mb)
+            _broadcast(model, "buffers", src=0, bucket_cap_mb=bucket_cap_mb)
 
     def __call__(self, inputs, feedbacks=None):
+        self._sync_buffers()
         return self.module(inputs, feedbacks)
 
     def forward(self, inputs, feedbacks=None):
+        self._sync_buffers()
         return self.module.forward(inputs, feedbacks)
+
+    def _sync_buffers(self) -> None:
+        """In training, rank 0's buffers (BatchNorm's running statistics) to every rank before
+        the forward, as DDP's ``broadcast_buffers=True`` does: each rank's forward updates
+        them from its own share of the batch, and without this they would drift apart."""
+        if self.broadcast_buffers and self.module.training:
+            _broadcast(self.module, "buffers", src=0,
+                       bucket_cap_mb=self.bucket_cap_bytes / 2**20)
 
     def backward(self, gradients=None, *, retain_graph: bool = False):
         """The model's ``backward``, then the gradients averaged over the ranks (Eq. 1)."""
@@ -130,16 +145,25 @@ def broadcast_parameters(model: BaseLayer, src: int = 0,
                          bucket_cap_mb: float = DEFAULT_BUCKET_CAP_MB) -> None:
     """Give every rank rank ``src``'s parameter values (bucketed, like the gradients)."""
     check_same_parameters(model, "broadcasting the parameters")
-    entries = list(model.parameters())
-    layout = [(layer.placement, tuple(layer.params[key].shape)) for _, layer, key in entries]
+    _broadcast(model, "params", src, bucket_cap_mb)
+
+
+def _broadcast(model: BaseLayer, store: str, src: int, bucket_cap_mb: float) -> None:
+    """Give every rank rank ``src``'s arrays of every layer's ``store`` (``"params"`` or
+    ``"buffers"``), bucketed."""
+    entries = [(layer, key) for _, layer in model.named_layers() for key in getattr(layer, store)]
+    if not entries:
+        return
+    layout = [(layer.placement, tuple(getattr(layer, store)[key].shape)) for layer, key in entries]
     dist = torch_distributed()
-    with collective("broadcasting the parameters"):
+    with collective(f"broadcasting the {'parameters' if store == 'params' else store}"):
         for bucket, indices in plan(layout, bucket_cap_mb * 2**20, presence=False):
-            tensor = bucket.tensor_of([entries[i][1].params[entries[i][2]] for i in indices])
+            tensor = bucket.tensor_of([getattr(layer, store)[key]
+                                       for layer, key in (entries[i] for i in indices)])
             dist.broadcast(tensor, src=src)
             for i, value in zip(indices, bucket.arrays_of(tensor), strict=True):
-                _, layer, key = entries[i]
-                layer.params[key] = value
+                layer, key = entries[i]
+                getattr(layer, store)[key] = value
 
 
 def check_same_parameters(model: BaseLayer, what: str) -> None:

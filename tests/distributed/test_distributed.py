@@ -6,6 +6,8 @@ what two tests check, so each target pays for one start of two processes:
 
 * the bucketed all-reduce (several bucket sizes) against one all-reduce per parameter,
   with ``None`` gradients on one rank and on both;
+* BatchNorm's running statistics, rank 0's on every rank after the constructor and before
+  a forward in training;
 * 20 SGD steps in float64, 2 ranks x batch 16, against 1 process x batch 32.
 
 Without torch (the jax and array-api-strict nox sessions), these tests skip: torch.distributed
@@ -94,6 +96,18 @@ def worker(backend_name: str, device: str, out: str) -> None:
         dist.all_reduce(tensor)
         results[f"per_parameter/{name}"] = tensor.numpy() / job.world_size
 
+    # BatchNorm's running statistics: rank 0's after the constructor, and before every
+    # forward in training (each rank starts from its own first)
+    normed = mnn.SequentialLayers([mnn.LinearLayer(64, 8, rng=0), mnn.BatchNorm1d(8)])
+    normed.to(backend_name, device, "float64")
+    statistics = normed.layers[1].buffers
+    statistics["running_mean"] = where.from_host(np.full(8, 1.0 + job.rank))
+    ddp = md.DistributedDataParallel(normed)
+    results["buffers/constructed"] = where.to_host(statistics["running_mean"])
+    statistics["running_var"] = where.from_host(np.full(8, 1.0 + job.rank))
+    ddp(where.from_host(np.linspace(-1.0, 1.0, 4 * 64).reshape(4, 64)))  # the same on both
+    results["buffers/forward"] = where.to_host(statistics["running_var"])
+
     train, _ = load_digits()
     model = make_model(rng=job.rank)  # different weights per rank: the broadcast must fix it
     ddp = md.DistributedDataParallel(model)
@@ -142,6 +156,18 @@ def test_bucketed_all_reduce_equals_one_all_reduce_per_parameter(job):
         # None on rank 0 only: the average of rank 1's gradient and rank 0's zeros
         expected = rank_gradients(1)["0.b"] / WORLD
         np.testing.assert_allclose(results["bucketed/25.0/0.b"], expected, atol=1e-12)
+
+
+@needs_torch
+def test_every_rank_has_rank_0s_buffers_after_the_constructor_and_before_a_forward(job):
+    """BatchNorm's running statistics: the constructor copies rank 0's (1.0) to every rank,
+    and a forward in training starts from rank 0's: the same batch on both ranks then
+    leaves the same statistics, where rank 1's own (2.0) would have left others."""
+    for rank, results in enumerate(job):
+        np.testing.assert_array_equal(results["buffers/constructed"], np.full(8, 1.0),
+                                      err_msg=f"rank {rank}")
+    np.testing.assert_array_equal(job[1]["buffers/forward"], job[0]["buffers/forward"])
+    assert not np.allclose(job[0]["buffers/forward"], 1.0)  # the forward updated them
 
 
 @needs_torch
