@@ -260,7 +260,8 @@ def _run_suite(session: nox.Session, targets: tuple[str, ...], env: dict | None 
     """pytest on mnn's suite (or the tests given after ``--``) for the targets, on the
     installed mnn; of the whole suite, only the tests of ``scope`` (MNN_TEST_SCOPE in
     tests/conftest.py), if given; spread over one process per core (pytest-xdist's
-    ``-n auto``) with ``every_core``, which a ``-n`` after ``--`` overrides."""
+    ``-n auto``, work-stealing: the suite mixes 1 ms tests with 10 s runs of real
+    processes) with ``every_core``, which a ``-n`` after ``--`` overrides."""
     # pytest runs from a scratch folder so that the installed package is what gets tested:
     # from the repository root, the source mnn/ (which lacks mnn/backends) would shadow it.
     args = [_from_root(arg) for arg in session.posargs]
@@ -270,7 +271,7 @@ def _run_suite(session: nox.Session, targets: tuple[str, ...], env: dict | None 
         if scope:
             env["MNN_TEST_SCOPE"] = scope
     if every_core and not any(arg.startswith(("-n", "--numprocesses")) for arg in args):
-        args += ["-n", "auto"]
+        args += ["-n", "auto", "--dist", "worksteal"]  # an idle worker takes a busy one's tests
     args += _junit_report(session)
     session.chdir(session.create_tmp())
     session.run("pytest", *args, env=env)
